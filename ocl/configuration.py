@@ -1,0 +1,119 @@
+"""The SmoothSA encoder's configuration: plain scalars that serialise to `config.json`."""
+
+from transformers import Dinov2WithRegistersConfig, PretrainedConfig
+
+BACKBONES = ("dinov2", "cnn", "features")
+DECODERS = ("autoregressive", "mlp", "broadcast")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SmoothSAConfig(PretrainedConfig):
+    """Sizes and choices of a SmoothSA image or video encoder.
+
+    Backbone:
+        backbone: "dinov2" (frozen DINOv2 with registers from `transformers`), "cnn" (a small
+            trainable CNN for small synthetic data) or "features" (no backbone: the input is
+            already a feature map `[B,C,h,w]`).
+        backbone_config: for "dinov2", the `Dinov2WithRegistersConfig` as a dict.
+        image_size: input height and width in pixels (for "features": the feature grid).
+        resize_factor: "dinov2" input is resized by this factor (bicubic) before patching;
+            the paper resizes 256 to 224.
+        pixel_mean, pixel_std: "dinov2" normalisation of `[0,1]` pixels (ImageNet).
+        cnn_channels, cnn_layers, cnn_downsample: "cnn" width, number of 5x5 convolutions and
+            total stride (1 or 2).
+        feature_dim: channels C of the backbone's feature map ("features" only; otherwise read
+            from the backbone).
+
+    Grouping:
+        num_slots: N; slot_dim: D; num_iterations: Slot Attention iterations on an image or a
+        video's first frame; num_iterations_later: on every later frame.
+        use_preheater: preheated (self-distilled) initial queries; off gives the plain shared
+            Gaussian of Slot Attention.
+        preheater_heads: attention heads of the preheater's decoder layer.
+        transit_window: frames the transit may look back in training; 0 makes an image model.
+        transit_heads, transit_dropout: the transit's decoder layer.
+
+    Decoder:
+        decoder: "autoregressive" (the paper's random-order transformer decoder of features),
+            "mlp" (a per-slot MLP decoder of features) or "broadcast" (a spatial-broadcast CNN
+            decoder of pixels).
+        decoder_layers, decoder_heads: the autoregressive decoder.
+        decoder_hidden_dim: width of the MLP decoder's hidden layers / broadcast decoder channels.
+        broadcast_grid: side of the grid the broadcast decoder starts from.
+    """
+
+    model_type = "smoothsa"
+
+    backbone: str = "dinov2"
+    backbone_config: dict | None = None
+    image_size: list[int] | tuple[int, int] = (256, 256)
+    resize_factor: float = 0.875
+    pixel_mean: list[float] | tuple[float, ...] = IMAGENET_MEAN
+    pixel_std: list[float] | tuple[float, ...] = IMAGENET_STD
+    cnn_channels: int = 64
+    cnn_layers: int = 4
+    cnn_downsample: int = 2
+    feature_dim: int | None = None
+    num_slots: int = 7
+    slot_dim: int = 256
+    num_iterations: int = 3
+    num_iterations_later: int = 1
+    use_preheater: bool = True
+    preheater_heads: int = 4
+    transit_window: int = 0
+    transit_heads: int = 4
+    transit_dropout: float = 0.5
+    decoder: str = "autoregressive"
+    decoder_layers: int = 4
+    decoder_heads: int = 4
+    decoder_hidden_dim: int = 1024
+    broadcast_grid: int = 8
+
+    def __post_init__(self, **kwargs):
+        self.image_size = tuple(int(side) for side in self.image_size)
+        self.pixel_mean = tuple(float(x) for x in self.pixel_mean)
+        self.pixel_std = tuple(float(x) for x in self.pixel_std)
+        super().__post_init__(**kwargs)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if len(self.image_size) != 2 or min(self.image_size) <= 0:
+            raise ValueError(f"image_size must be [height, width] > 0, got {self.image_size}")
+        if self.backbone == "dinov2" and self.backbone_config is None:
+            raise ValueError("backbone 'dinov2' needs backbone_config (see SmoothSAConfig.for_dinov2)")
+        if self.backbone == "features" and not self.feature_dim:
+            raise ValueError("backbone 'features' needs feature_dim, the input's channel count")
+        if self.decoder == "broadcast" and self.backbone == "dinov2":
+            raise ValueError("decoder 'broadcast' reconstructs pixels; use it with backbone 'cnn'")
+        if self.cnn_downsample not in (1, 2):
+            raise ValueError(f"cnn_downsample must be 1 or 2, got {self.cnn_downsample}")
+        for name in ("num_slots", "slot_dim", "num_iterations", "num_iterations_later"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.transit_window < 0 or self.transit_window == 1:
+            raise ValueError(
+                f"transit_window must be 0 (an image model) or at least 2, got {self.transit_window}"
+            )
+        for name, heads in (("preheater_heads", self.preheater_heads),
+                            ("transit_heads", self.transit_heads)):
+            if self.slot_dim % heads:
+                raise ValueError(f"slot_dim {self.slot_dim} is not divisible by {name} {heads}")
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the encoder has a transit, so it can run on videos."""
+        return self.transit_window > 0
+
+    @property
+    def dinov2_config(self) -> Dinov2WithRegistersConfig:
+        """The backbone's `Dinov2WithRegistersConfig` ("dinov2" only)."""
+        return Dinov2WithRegistersConfig(**self.backbone_config)
+
+    @classmethod
+    def for_dinov2(cls, backbone_name_or_path: str, **kwargs) -> "SmoothSAConfig":
+        """A config around a pretrained DINOv2-with-registers (Hub id or local folder)."""
+        backbone = Dinov2WithRegistersConfig.from_pretrained(backbone_name_or_path)
+        kwargs.setdefault("backbone_config", backbone.to_dict())
+        return cls(backbone="dinov2", **kwargs)

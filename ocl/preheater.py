@@ -1,0 +1,99 @@
+"""Initial slot queries: SmoothSA's preheater, and the plain shared Gaussian it improves on.
+
+Axes: b batch, n slots, p tokens, c token channels, d slot channels.
+"""
+
+import torch
+from torch import nn
+
+from ocl.decoder_layer import PreNormDecoderLayer
+
+
+def draw_noise(
+    shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Standard normal noise of `shape` with `like`'s dtype and device, from `generator`."""
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+class SharedGaussianQueries(nn.Module):
+    """Slot Attention's initialisation: every slot drawn from one learned Gaussian `[1,1,d]`.
+
+    The noise is drawn in evaluation too, as in SmoothSA's shared Gaussian.
+    """
+
+    def __init__(self, num_slots: int, slot_dim: int):
+        super().__init__()
+        self.num_slots = num_slots
+        self.mean = nn.Parameter(torch.zeros(1, 1, slot_dim))
+        self.logstd = nn.Parameter(torch.zeros(1, 1, slot_dim))
+
+    def sample(
+        self, batch_size: int, noise: torch.Tensor | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """`mean + noise * exp(logstd)`, `[b,n,d]`; `noise` `[b,n,d]` is drawn when None."""
+        mean = self.mean.expand(batch_size, self.num_slots, -1)
+        if noise is None:
+            noise = draw_noise(mean.shape, mean, generator)
+        elif noise.shape != mean.shape:
+            raise ValueError(f"noise must have shape {tuple(mean.shape)}, got {tuple(noise.shape)}")
+        return mean + noise * self.logstd.exp()
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[None, torch.Tensor]:
+        """No initial queries to distil; queries `[b,n,d]` straight from the Gaussian."""
+        return None, self.sample(tokens.shape[0], noise, generator)
+
+
+class Preheater(SharedGaussianQueries):
+    """Preheated queries: a Gaussian sample refined by one decoder layer that reads the frame.
+
+    The sample attends to the (projected) frame tokens first, then to itself, then an FFN:
+    `initial_queries = Layer(sample, Linear(tokens))`. Training distils `initial_queries` towards
+    the slots Slot Attention converges to (self-distillation), so the queries start close to the
+    answer. Slot Attention starts from `initial_queries.detach()` plus, in training, noise of a
+    second learned scale. While `detach_flag` is on (the first 10% of training), the tokens are
+    detached so the distillation loss does not shape the encoder early on.
+
+    Args:
+        num_slots: n. slot_dim: d. token_dim: c. num_heads: heads of the decoder layer.
+    """
+
+    def __init__(self, num_slots: int, slot_dim: int, token_dim: int, num_heads: int = 4):
+        super().__init__(num_slots, slot_dim)
+        self.to_memory = nn.Linear(token_dim, slot_dim)
+        self.layer = PreNormDecoderLayer(
+            slot_dim, num_heads, cross_attention_first=True, norm_before_cross=False
+        )
+        self.logstd_queries = nn.Parameter(torch.zeros(1, 1, slot_dim))
+        self.register_buffer("detach_flag", torch.tensor(True))
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            tokens: projected frame tokens `[b,p,c]`.
+            noise: standard normal `[b,n,d]` for the Gaussian sample (drawn when None).
+            generator: source of the noise when it is drawn.
+
+        Returns:
+            initial_queries `[b,n,d]` (the distillation student) and the queries Slot Attention
+            starts from `[b,n,d]`.
+        """
+        sample = self.sample(tokens.shape[0], noise, generator)
+        if self.detach_flag:
+            tokens = tokens.detach()
+        initial_queries, _ = self.layer(sample, self.to_memory(tokens))
+        queries = initial_queries.detach()
+        if self.training:
+            jitter = draw_noise(queries.shape, queries, generator)
+            queries = queries + jitter * self.logstd_queries.exp()
+        return initial_queries, queries
