@@ -40,8 +40,8 @@ class Dinov2Backbone(nn.Module):
                 f"{tuple(resized)}, not divisible by the patch size {patch}"
             )
         self.grid = (resized[0] // patch, resized[1] // patch)
-        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean)[:, None, None], False)
-        self.register_buffer("pixel_std", torch.tensor(config.pixel_std)[:, None, None], False)
+        self.pixel_mean = config.pixel_mean
+        self.pixel_std = config.pixel_std
 
     def load_pretrained(self, name_or_path: str) -> None:
         """Copies weights from a Hub id or local folder of `Dinov2WithRegistersModel`."""
@@ -56,7 +56,9 @@ class Dinov2Backbone(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """`[b,3,H,W]` in `[0,1]` -> `[b,c,h,w]`."""
-        x = (images - self.pixel_mean) / self.pixel_std
+        mean = images.new_tensor(self.pixel_mean)[:, None, None]
+        std = images.new_tensor(self.pixel_std)[:, None, None]
+        x = (images - mean) / std
         if self.resize_factor != 1:
             x = F.interpolate(x, scale_factor=self.resize_factor, mode="bicubic")
         tokens = self.model.encoder(self.model.embeddings(x)).last_hidden_state

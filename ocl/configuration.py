@@ -82,7 +82,9 @@ class SmoothSAConfig(PretrainedConfig):
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
             raise ValueError(f"image_size must be [height, width] > 0, got {self.image_size}")
         if self.backbone == "dinov2" and self.backbone_config is None:
-            raise ValueError("backbone 'dinov2' needs backbone_config (see SmoothSAConfig.for_dinov2)")
+            raise ValueError(
+                "backbone 'dinov2' needs backbone_config (see SmoothSAConfig.for_dinov2)"
+            )
         if self.backbone == "features" and not self.feature_dim:
             raise ValueError("backbone 'features' needs feature_dim, the input's channel count")
         if self.decoder == "broadcast" and self.backbone == "dinov2":
@@ -94,7 +96,8 @@ class SmoothSAConfig(PretrainedConfig):
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.transit_window < 0 or self.transit_window == 1:
             raise ValueError(
-                f"transit_window must be 0 (an image model) or at least 2, got {self.transit_window}"
+                "transit_window must be 0 (an image model) or at least 2, "
+                f"got {self.transit_window}"
             )
         for name, heads in (("preheater_heads", self.preheater_heads),
                             ("transit_heads", self.transit_heads)):

@@ -125,6 +125,13 @@ class SmoothSAModel(PreTrainedModel):
             zero_biases(module)
         self.post_init()
 
+    @classmethod
+    def from_dinov2(cls, backbone_name_or_path: str, **config_fields) -> "SmoothSAModel":
+        """A new encoder around pretrained DINOv2-with-registers weights (Hub id or folder)."""
+        model = cls(SmoothSAConfig.for_dinov2(backbone_name_or_path, **config_fields))
+        model.backbone.load_pretrained(backbone_name_or_path)
+        return model
+
     def _init_weights(self, module: nn.Module) -> None:
         """Parameters keep the initialisation their modules give them (PyTorch's defaults)."""
 

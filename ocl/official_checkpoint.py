@@ -118,12 +118,13 @@ def config_from_official(
         for key in state_dict
         if (match := re.match(r"decode\.backbone\.layers\.(\d+)\.", key))
     )
+    transit = state_dict.get("transit.te.weight")
     fields = dict(
         num_slots=num_slots,
         slot_dim=slot_dim,
         decoder="autoregressive",
         decoder_layers=decoder_layers,
-        transit_window=state_dict["transit.te.weight"].shape[0] if "transit.te.weight" in state_dict else 0,
+        transit_window=0 if transit is None else transit.shape[0],
         use_preheater="initializ.qinit.linear1.weight" in state_dict,
     )
     if any(key.startswith("encode_backbone.") for key in state_dict):

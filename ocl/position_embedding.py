@@ -13,14 +13,17 @@ class SoftPositionEmbedding(nn.Module):
 
     def __init__(self, channels: int, grid: tuple[int, int]):
         super().__init__()
-        ys, xs = torch.meshgrid(
-            torch.linspace(0, 1, grid[0]), torch.linspace(0, 1, grid[1]), indexing="ij"
-        )
-        self.register_buffer("edges", torch.stack([ys, xs, 1 - ys, 1 - xs], dim=-1), persistent=False)
+        self.grid = tuple(grid)
         self.project = nn.Linear(4, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`[b,h,w,c]` -> `[b,h,w,c]`."""
-        if x.shape[1:3] != self.edges.shape[:2]:
-            raise ValueError(f"expected a {tuple(self.edges.shape[:2])} grid, got {tuple(x.shape[1:3])}")
-        return x + self.project(self.edges)
+        if tuple(x.shape[1:3]) != self.grid:
+            raise ValueError(f"expected a {self.grid} grid, got {tuple(x.shape[1:3])}")
+        ys, xs = torch.meshgrid(
+            torch.linspace(0, 1, self.grid[0], device=x.device),
+            torch.linspace(0, 1, self.grid[1], device=x.device),
+            indexing="ij",
+        )
+        edges = torch.stack([ys, xs, 1 - ys, 1 - xs], dim=-1).to(x.dtype)
+        return x + self.project(edges)

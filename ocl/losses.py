@@ -1,0 +1,75 @@
+"""SmoothSA's training losses: reconstruction, preheat self-distillation and SlotContrast.
+
+Axes: b batch, t frames, n slots, d slot channels.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ocl.modeling import SmoothSAOutput
+
+
+@dataclass
+class LossWeights:
+    """Weights of SmoothSA's loss terms (the paper's values).
+
+    preheat: weight of MSE(initial queries, converged slots), the self-distillation.
+    slot_contrast: weight of SlotContrast between consecutive frames' slots (videos only).
+    slot_contrast_temperature: its softmax temperature.
+    """
+
+    preheat: float = 100.0
+    slot_contrast: float = 0.5
+    slot_contrast_temperature: float = 0.1
+
+    def __post_init__(self):
+        if min(self.preheat, self.slot_contrast) < 0 or self.slot_contrast_temperature <= 0:
+            raise ValueError(f"loss weights must be >= 0 and the temperature > 0, got {self}")
+
+
+@dataclass
+class SmoothSALosses:
+    """Each weighted term and their sum (scalars); absent terms are zero."""
+
+    total: torch.Tensor
+    reconstruction: torch.Tensor
+    preheat: torch.Tensor
+    slot_contrast: torch.Tensor
+
+
+def smoothsa_losses(output: SmoothSAOutput, weights: LossWeights) -> SmoothSALosses:
+    """The loss of one forward pass, image- or video-shaped."""
+    reconstruction = F.mse_loss(output.reconstruction, output.target)
+    zero = reconstruction.new_zeros(())
+    preheat = zero
+    if output.initial_queries is not None:
+        converged = output.slots if output.slots.ndim == 3 else output.slots[:, 0]
+        preheat = weights.preheat * F.mse_loss(output.initial_queries, converged.detach())
+    slot_contrast = zero
+    if output.slots.ndim == 4 and output.slots.shape[1] > 1 and weights.slot_contrast > 0:
+        slot_contrast = weights.slot_contrast * slot_contrast_loss(
+            output.slots, weights.slot_contrast_temperature
+        )
+    return SmoothSALosses(
+        reconstruction + preheat + slot_contrast, reconstruction, preheat, slot_contrast
+    )
+
+
+def slot_contrast_loss(slots: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SlotContrast (Manasyan et al., 2025): each slot must find itself in the previous frame.
+
+    For consecutive frames t and t+1, each slot of each video at t+1 is compared (cosine
+    similarity over `temperature`) with every slot of every video in the batch at t, and
+    classified (cross-entropy) with the same slot of the same video as the answer; averaged over
+    frame pairs and slots.
+
+    Args:
+        slots: `[b,t,n,d]`, t >= 2.
+    """
+    slots = rearrange(F.normalize(slots, dim=-1), "b t n d -> t (n b) d")
+    logits = torch.einsum("tid,tjd->tij", slots[:-1], slots[1:]) / temperature
+    answers = torch.arange(logits.shape[1], device=slots.device).expand(logits.shape[0], -1)
+    return F.cross_entropy(rearrange(logits, "t i j -> (t j) i"), answers.flatten())
