@@ -31,15 +31,16 @@ class SmoothSAOutput:
     reconstruction: the decoder's output, shaped like `target`.
     target: what the decoder reconstructs: the features (detached) or the pixels.
     features: the backbone's feature map `[b,(t),c,h,w]`.
+    The three decoder fields are None when the decoder was not run (`decode=False`).
     """
 
     slots: torch.Tensor
     initial_queries: torch.Tensor | None
     attention: torch.Tensor
-    decoder_attention: torch.Tensor
-    reconstruction: torch.Tensor
-    target: torch.Tensor
     features: torch.Tensor
+    decoder_attention: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    target: torch.Tensor | None = None
 
     def first_frame_only(self) -> "SmoothSAOutput":
         """The image-shaped output of a one-frame video (drops the t axis)."""
@@ -145,6 +146,7 @@ class SmoothSAModel(PreTrainedModel):
         pixel_values: torch.Tensor,
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        decode: bool = True,
     ) -> SmoothSAOutput:
         """Encodes images `[b,3,H,W]` or videos `[b,t,3,H,W]` (pixels in `[0,1]`; with the
         "features" backbone, feature maps `[b,(t),c,h,w]`).
@@ -152,12 +154,13 @@ class SmoothSAModel(PreTrainedModel):
         Args:
             noise: the preheater's standard normal sample `[b,n,d]` (drawn when None).
             generator: source of every random draw, for deterministic extraction.
+            decode: run the decoder (off for slot extraction, which needs only slots and masks).
         """
         if pixel_values.ndim == 4:
-            output, _ = self.encode_video(pixel_values[:, None], None, noise, generator)
+            output, _ = self.encode_video(pixel_values[:, None], None, noise, generator, decode)
             return output.first_frame_only()
         if pixel_values.ndim == 5:
-            return self.encode_video(pixel_values, None, noise, generator)[0]
+            return self.encode_video(pixel_values, None, noise, generator, decode)[0]
         raise ValueError(
             "pixel_values must be images [b,c,H,W] or videos [b,t,c,H,W], "
             f"got shape {tuple(pixel_values.shape)}"
@@ -169,6 +172,7 @@ class SmoothSAModel(PreTrainedModel):
         state: VideoState | None = None,
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        decode: bool = True,
     ) -> tuple[SmoothSAOutput, VideoState]:
         """Encodes a chunk of frames `[b,t,3,H,W]` that follows `state` (None: a new video).
 
@@ -202,9 +206,16 @@ class SmoothSAModel(PreTrainedModel):
         attention = rearrange(
             torch.stack(all_attention, dim=1), "b t n (h w) -> b t n h w", h=self.grid[0]
         )
-        output = self.decode(video, features, slots)
-        output.initial_queries = initial_queries
-        output.attention = attention
+        output = SmoothSAOutput(
+            slots=slots,
+            initial_queries=initial_queries,
+            attention=attention,
+            features=rearrange(features, "(b t) ... -> b t ...", b=batch_size),
+        )
+        if decode:
+            output.decoder_attention, output.reconstruction, output.target = self.decode(
+                video, features, slots
+            )
         return output, state
 
     def advance_state(
@@ -222,12 +233,10 @@ class SmoothSAModel(PreTrainedModel):
 
     def decode(
         self, video: torch.Tensor, features: torch.Tensor, slots: torch.Tensor
-    ) -> SmoothSAOutput:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Runs the decoder on every frame: video `[b,t,3,H,W]`, features `[(b t),c,h,w]`,
-        slots `[b,t,n,d]`."""
-        batch_size, num_frames = slots.shape[:2]
+        slots `[b,t,n,d]`. Returns the masks, the reconstruction and its target, video-shaped."""
         flat_slots = rearrange(slots, "b t n d -> (b t) n d")
-        to_video = "(b t) ... -> b t ..."
         if self.config.decoder == "broadcast":
             target = rearrange(video, "b t c h w -> (b t) c h w")
             decoded = self.decoder(target, flat_slots)
@@ -239,14 +248,9 @@ class SmoothSAModel(PreTrainedModel):
             reconstruction = rearrange(decoded.reconstruction, "bt (h w) c -> bt c h w", h=h)
             target = rearrange(target, "bt (h w) c -> bt c h w", h=h)
             masks = rearrange(decoded.masks, "bt n (h w) -> bt n h w", h=h)
-        return SmoothSAOutput(
-            slots=slots,
-            initial_queries=None,
-            attention=None,
-            decoder_attention=rearrange(masks, to_video, b=batch_size),
-            reconstruction=rearrange(reconstruction, to_video, b=batch_size),
-            target=rearrange(target, to_video, b=batch_size),
-            features=rearrange(features, to_video, b=batch_size),
+        return tuple(
+            rearrange(x, "(b t) ... -> b t ...", b=slots.shape[0])
+            for x in (masks, reconstruction, target)
         )
 
     def check_input(self, video: torch.Tensor, state: VideoState | None) -> None:

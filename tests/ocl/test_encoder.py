@@ -283,3 +283,14 @@ def test_resolution_not_divisible_by_the_patch_size_is_refused():
 def test_bad_configs_raise_clear_errors(fields, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**fields)
+
+
+def test_extraction_without_decoder_gives_the_same_slots():
+    model = build("cnn").eval()
+    video = inputs_for(model, 2, 3)
+    noise = torch.randn(2, 4, 32)
+    full = model(video, noise=noise)
+    slots_only = model(video, noise=noise, decode=False)
+    assert torch.equal(full.slots, slots_only.slots)
+    assert torch.equal(full.attention, slots_only.attention)
+    assert slots_only.reconstruction is None and slots_only.decoder_attention is None

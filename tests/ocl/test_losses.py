@@ -13,7 +13,7 @@ from ocl.modeling import SmoothSAOutput
 def output_with(slots, initial_queries=None, reconstruction=None, target=None):
     reconstruction = torch.zeros(2, 3) if reconstruction is None else reconstruction
     target = torch.zeros(2, 3) if target is None else target
-    return SmoothSAOutput(slots, initial_queries, None, None, reconstruction, target, None)
+    return SmoothSAOutput(slots, initial_queries, None, None, None, reconstruction, target)
 
 
 def test_slot_contrast_is_low_for_stable_distinct_slots_and_high_for_shuffled():
