@@ -1,0 +1,13 @@
+"""Object-discovery metrics (ARI, FG-ARI, mBO, mIoU) as torchmetrics Metrics, and their pieces.
+
+Segmentations are integer index maps `[b,h,w]` or `[b,t,h,w]`; in a true one id 0 is the
+background and negative ids are ignored pixels (see `ocl.metrics.segmentation`). Every per-sample
+function returns `[b]` float64 with NaN for an invalid sample; every Metric averages valid samples.
+"""
+
+from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
+
+__all__ = [
+    "attention_to_segmentation",
+    "contingency_table",
+]
