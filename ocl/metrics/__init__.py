@@ -5,9 +5,14 @@ background and negative ids are ignored pixels (see `ocl.metrics.segmentation`).
 function returns `[b]` float64 with NaN for an invalid sample; every Metric averages valid samples.
 """
 
+from ocl.metrics.ari import AdjustedRandIndex, adjusted_rand_index
+from ocl.metrics.per_sample_mean import PerSampleMean
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
+    "AdjustedRandIndex",
+    "PerSampleMean",
+    "adjusted_rand_index",
     "attention_to_segmentation",
     "contingency_table",
 ]

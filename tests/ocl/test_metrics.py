@@ -1,10 +1,13 @@
 """Object-discovery metrics: hand-made cases with known answers, scikit-learn's ARI, brute force."""
 
+import math
+
 import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
 from ocl.metrics import (
+    adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
 )
@@ -105,3 +108,85 @@ def test_contingency_table_counts_pairs_and_skips_negative_target_ids():
 def test_bad_segmentations_raise_errors_naming_the_problem(pred, target, message):
     with pytest.raises(ValueError, match=message):
         contingency_table(pred, target)
+
+
+# --- ARI and FG-ARI ---------------------------------------------------------------------------
+
+
+def test_ari_is_one_for_a_perfect_segmentation_under_any_relabelling():
+    relabelled = torch.tensor([7, 2, 4])[SCENE]
+    for pred in (SCENE, relabelled):
+        assert adjusted_rand_index(batch(pred), batch(SCENE)).item() == 1.0
+        assert adjusted_rand_index(batch(pred), batch(SCENE), ignore_background=True).item() == 1
+
+
+def test_ari_known_values():
+    # 4 points: C(4,2) = 6 pairs. Splitting one true pair -> 4/7; crossing the partition -> -1/2.
+    target = torch.tensor([[0, 0, 1, 1]])
+    assert adjusted_rand_index(torch.tensor([[0, 0, 1, 2]]), target).item() == pytest.approx(4 / 7)
+    assert adjusted_rand_index(torch.tensor([[0, 1, 0, 1]]), target).item() == pytest.approx(-0.5)
+
+
+def test_ari_of_one_segment_is_zero_against_many_and_one_against_one():
+    one_segment = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert adjusted_rand_index(one_segment, batch(SCENE)).item() == 0.0
+    assert adjusted_rand_index(one_segment, one_segment).item() == 1.0  # degenerate: both single
+    singletons = torch.arange(16).reshape(1, 4, 4)
+    assert adjusted_rand_index(singletons, singletons.flip(-1)).item() == 1.0  # both singletons
+    # FG-ARI: one segment over a foreground of two objects scores 0, over one object scores 1.
+    assert adjusted_rand_index(one_segment, batch(SCENE), ignore_background=True).item() == 0.0
+    one_object = batch(torch.where(SCENE == 2, 1, SCENE))
+    assert adjusted_rand_index(one_segment, one_object, ignore_background=True).item() == 1.0
+
+
+def test_fg_ari_ignores_the_background_and_is_invalid_without_foreground():
+    # Chop the background into pieces: ARI drops, FG-ARI does not see it.
+    pred = batch(torch.where(SCENE == 0, torch.arange(16).reshape(4, 4) + 10, SCENE))
+    assert adjusted_rand_index(pred, batch(SCENE)).item() < 1
+    assert adjusted_rand_index(pred, batch(SCENE), ignore_background=True).item() == 1.0
+    empty = torch.zeros(2, 4, 4, dtype=torch.long)
+    empty[1] = SCENE
+    fg_ari = adjusted_rand_index(batch(SCENE, SCENE), empty, ignore_background=True)
+    assert math.isnan(fg_ari[0].item()) and fg_ari[1].item() == 1.0
+    all_ignored = -torch.ones(1, 4, 4, dtype=torch.long)
+    assert math.isnan(adjusted_rand_index(batch(SCENE), all_ignored).item())
+
+
+def test_ari_skips_ignored_pixels():
+    target = batch(torch.where(torch.arange(4)[None, :] == 0, -1, SCENE))  # first column ignored
+    pred = batch(torch.where(torch.arange(4)[None, :] == 0, 9, SCENE))  # wrong only there
+    assert adjusted_rand_index(pred, target).item() == 1.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ari_and_fg_ari_match_sklearn_on_random_images_and_videos(seed):
+    generator = torch.Generator().manual_seed(seed)
+    num_pred, num_true = (int(k) for k in torch.randint(1, 8, (2,), generator=generator))
+    shape = (3, 6, 6) if seed % 2 else (3, 4, 6, 6)  # images [b,h,w], videos [b,t,h,w]
+    target = random_segmentation(generator, shape, num_true)
+    pred = random_segmentation(generator, shape, num_pred)
+    pred[0] = target[0]  # one sample perfect, one blocky, one noise
+    pred[1] = blocky_segmentation(generator, shape[1:], num_pred)
+    ari = adjusted_rand_index(pred, target)
+    fg_ari = adjusted_rand_index(pred, target, ignore_background=True)
+    for sample in range(shape[0]):
+        expected = sklearn_ari(pred[sample], target[sample])
+        assert ari[sample].item() == pytest.approx(expected, abs=1e-12)
+        foreground = target[sample] != 0
+        if foreground.any():
+            expected_fg = sklearn_ari(pred[sample][foreground], target[sample][foreground])
+            assert fg_ari[sample].item() == pytest.approx(expected_fg, abs=1e-12)
+        else:
+            assert math.isnan(fg_ari[sample].item())
+
+
+def test_ari_counts_exactly_on_a_long_video():
+    # 1.5 million points: pair counts reach 1e12 and their products 1e24.
+    generator = torch.Generator().manual_seed(0)
+    target = blocky_segmentation(generator, (1, 24, 250, 250), 6)
+    pred = torch.where(torch.rand(target.shape, generator=generator) < 0.1, 0, target)
+    assert adjusted_rand_index(pred, target).item() == pytest.approx(
+        sklearn_ari(pred, target), abs=1e-9
+    )
+    assert adjusted_rand_index(target, target).item() == 1.0
+    assert adjusted_rand_index(target, target, ignore_background=True).item() == 1.0
