@@ -6,13 +6,29 @@ function returns `[b]` float64 with NaN for an invalid sample; every Metric aver
 """
 
 from ocl.metrics.ari import AdjustedRandIndex, adjusted_rand_index
+from ocl.metrics.matching import IoUMatches, hungarian_pairs, match_by_iou
+from ocl.metrics.overlap import (
+    MeanBestOverlap,
+    MeanIntersectionOverUnion,
+    mean_best_overlap,
+    mean_intersection_over_union,
+    segment_iou,
+)
 from ocl.metrics.per_sample_mean import PerSampleMean
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
     "AdjustedRandIndex",
+    "IoUMatches",
+    "MeanBestOverlap",
+    "MeanIntersectionOverUnion",
     "PerSampleMean",
     "adjusted_rand_index",
     "attention_to_segmentation",
     "contingency_table",
+    "hungarian_pairs",
+    "match_by_iou",
+    "mean_best_overlap",
+    "mean_intersection_over_union",
+    "segment_iou",
 ]

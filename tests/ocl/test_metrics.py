@@ -1,5 +1,6 @@
 """Object-discovery metrics: hand-made cases with known answers, scikit-learn's ARI, brute force."""
 
+import itertools
 import math
 
 import pytest
@@ -10,6 +11,11 @@ from ocl.metrics import (
     adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
+    hungarian_pairs,
+    match_by_iou,
+    mean_best_overlap,
+    mean_intersection_over_union,
+    segment_iou,
 )
 
 # A 4x4 scene: background on the left half, object 1 top-right, object 2 bottom-right.
@@ -190,3 +196,144 @@ def test_ari_counts_exactly_on_a_long_video():
     )
     assert adjusted_rand_index(target, target).item() == 1.0
     assert adjusted_rand_index(target, target, ignore_background=True).item() == 1.0
+
+
+# --- IoU, mBO, mIoU ---------------------------------------------------------------------------
+
+
+def test_perfect_segmentation_scores_one_under_any_relabelling():
+    relabelled = torch.tensor([3, 0, 8])[SCENE]
+    for include_background in (False, True):
+        for pred in (SCENE, relabelled):
+            assert mean_best_overlap(batch(pred), batch(SCENE), include_background).item() == 1
+            miou = mean_intersection_over_union(batch(pred), batch(SCENE), include_background)
+            assert miou.item() == 1.0
+
+
+def test_known_overlaps_with_fewer_predictions_than_objects():
+    # RIGHT_HALF's object segment has IoU 4/8 with each object; its other segment IoU 0 with them
+    # and 8/8 with the background. mBO lets both objects pick it; mIoU matches it to one object.
+    pred, target = batch(RIGHT_HALF), batch(SCENE)
+    assert mean_best_overlap(pred, target).item() == pytest.approx(0.5)
+    assert mean_intersection_over_union(pred, target).item() == pytest.approx(0.25)
+    assert mean_best_overlap(pred, target, include_background=True).item() == pytest.approx(2 / 3)
+    with_background = mean_intersection_over_union(pred, target, include_background=True)
+    assert with_background.item() == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3
+
+
+def test_known_overlaps_with_more_predictions_than_objects():
+    # Each object split into two columns of 2 of its 4 pixels: every best / matched IoU is 1/2.
+    pred, target = batch(SPLIT_OBJECTS), batch(SCENE)
+    assert mean_best_overlap(pred, target).item() == pytest.approx(0.5)
+    assert mean_intersection_over_union(pred, target).item() == pytest.approx(0.5)
+    one_segment = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert mean_best_overlap(one_segment, target).item() == pytest.approx(4 / 16)
+
+
+def test_overlaps_are_invalid_without_true_segments():
+    background_only = torch.zeros(2, 4, 4, dtype=torch.long)
+    background_only[1] = SCENE
+    pred = batch(SCENE, SCENE)
+    for score in (
+        mean_best_overlap(pred, background_only),
+        mean_intersection_over_union(pred, background_only),
+    ):
+        assert math.isnan(score[0].item()) and score[1].item() == 1.0
+    with_background = mean_best_overlap(pred, background_only, include_background=True)
+    assert with_background[0].item() == pytest.approx(8 / 16)  # SCENE's left half over all
+
+
+def test_segment_iou_known_values_with_overlapping_and_padded_true_masks():
+    pred = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.bool)  # two halves
+    true = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.bool)
+    iou = segment_iou(pred[None], true[None])
+    assert iou.shape == (1, 2, 3) and iou.dtype == torch.float64
+    expected = [[1 / 2, 2 / 3, 0.0], [0.0, 1 / 4, 0.0]]  # third true mask is padding
+    torch.testing.assert_close(iou[0], torch.tensor(expected, dtype=torch.float64))
+    with pytest.raises(ValueError, match="same b and p"):
+        segment_iou(pred[None], true[None, :3])
+
+
+def test_segment_iou_of_one_hot_masks_equals_the_overlap_of_index_maps():
+    generator = torch.Generator().manual_seed(1)
+    pred = blocky_segmentation(generator, (2, 8, 8), 4)
+    target = blocky_segmentation(generator, (2, 8, 8), 3)
+    one_hot = torch.nn.functional.one_hot
+    iou = segment_iou(one_hot(pred.flatten(1), 4), one_hot(target.flatten(1), 3))
+    best = iou[:, :, 1:].max(dim=1).values
+    present = target.flatten(1)[:, :, None].eq(torch.arange(1, 3)).any(dim=1)
+    expected = (best * present).sum(1) / present.sum(1)
+    assert mean_best_overlap(pred, target).tolist() == pytest.approx(expected.tolist())
+
+
+# --- Hungarian matching -----------------------------------------------------------------------
+
+
+def brute_force_best_total(iou):
+    rows, cols = iou.shape
+    if rows >= cols:
+        return max(
+            sum(iou[r, c].item() for c, r in enumerate(perm))
+            for perm in itertools.permutations(range(rows), cols)
+        )
+    return brute_force_best_total(iou.T)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_hungarian_pairs_reach_the_brute_force_optimum(seed):
+    generator = torch.Generator().manual_seed(seed)
+    rows, cols = (int(k) for k in torch.randint(1, 6, (2,), generator=generator))
+    iou = torch.rand(rows, cols, generator=generator)
+    pred_index, true_index = hungarian_pairs(iou)
+    assert len(pred_index) == min(rows, cols)
+    assert len(set(pred_index)) == len(pred_index) and len(set(true_index)) == len(true_index)
+    total = iou[pred_index, true_index].sum().item()
+    assert total == pytest.approx(brute_force_best_total(iou))
+    matches = match_by_iou(iou, threshold=0.0)
+    assert matches.iou.sum().item() == pytest.approx(total)
+
+
+def test_miou_equals_brute_force_matching_on_random_segmentations():
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(10):
+        num_pred, num_true = (int(k) for k in torch.randint(1, 6, (2,), generator=generator))
+        pred = blocky_segmentation(generator, (1, 8, 8), num_pred)
+        target = blocky_segmentation(generator, (1, 8, 8), num_true)
+        one_hot = torch.nn.functional.one_hot
+        iou = segment_iou(one_hot(pred.flatten(1)), one_hot(target.flatten(1)))[0]
+        present = one_hot(target.flatten(1)).any(dim=1)[0]
+        present[0] = False  # background
+        if not present.any():
+            continue
+        expected = brute_force_best_total(iou[:, present]) / present.sum().item()
+        assert mean_intersection_over_union(pred, target).item() == pytest.approx(expected)
+
+
+def test_match_by_iou_drops_pairs_at_or_below_the_threshold():
+    # 3 slots, 2 objects + 1 padded object. The optimum pairs slot 2 with object 0 (0.5) and
+    # slot 0 with object 1 (0.1), though slot 0 overlaps object 0 more: matching comes first.
+    iou = torch.tensor([[0.45, 0.1, 0.0], [0.0, 0.05, 0.0], [0.5, 0.0, 0.0]])
+    matches = match_by_iou(iou, threshold=0.1)
+    assert matches.batch_index.tolist() == [0]
+    assert matches.pred_index.tolist() == [2] and matches.true_index.tolist() == [0]
+    assert matches.iou.tolist() == [0.5]
+    loose = match_by_iou(iou, threshold=0.0)
+    assert loose.pred_index.tolist() == [2, 0] and loose.true_index.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="threshold"):
+        match_by_iou(iou, threshold=1.0)
+
+
+def test_match_by_iou_on_a_batch_with_empty_masks_and_more_slots_than_objects():
+    pred = torch.nn.functional.one_hot(batch(SPLIT_OBJECTS, RIGHT_HALF).flatten(1), 6)
+    true = torch.nn.functional.one_hot(batch(SCENE, SCENE).flatten(1), 4)[:, :, 1:]  # no bg
+    true[1, :, 1] = False  # object 2 of sample 1 is padding
+    iou = segment_iou(pred, true)  # [2,6,3]: empty slots and the absent id 3 give zero masks
+    matches = match_by_iou(iou, threshold=0.0)
+    assert matches.batch_index.tolist() == [0, 0, 1]
+    assert matches.true_index.tolist() == [0, 1, 0]
+    assert matches.pred_index[2].item() == 3
+    assert matches.iou.tolist() == pytest.approx([0.5, 0.5, 0.5])
+    slots = torch.arange(2 * 6).reshape(2, 6)
+    assert slots[matches.batch_index, matches.pred_index].tolist()[2] == 9
+    nothing = match_by_iou(torch.zeros(2, 3, 4), threshold=0.0)
+    assert nothing.batch_index.shape == (0,) and nothing.iou.shape == (0,)
