@@ -6,6 +6,7 @@ function returns `[b]` float64 with NaN for an invalid sample; every Metric aver
 """
 
 from ocl.metrics.ari import AdjustedRandIndex, adjusted_rand_index
+from ocl.metrics.discovery import object_discovery_metrics
 from ocl.metrics.matching import IoUMatches, hungarian_pairs, match_by_iou
 from ocl.metrics.overlap import (
     MeanBestOverlap,
@@ -30,5 +31,6 @@ __all__ = [
     "match_by_iou",
     "mean_best_overlap",
     "mean_intersection_over_union",
+    "object_discovery_metrics",
     "segment_iou",
 ]

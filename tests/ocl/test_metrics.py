@@ -6,8 +6,12 @@ import math
 import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
+from torchmetrics.utilities.data import dim_zero_sum
 
 from ocl.metrics import (
+    AdjustedRandIndex,
+    MeanBestOverlap,
+    MeanIntersectionOverUnion,
     adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
@@ -15,6 +19,7 @@ from ocl.metrics import (
     match_by_iou,
     mean_best_overlap,
     mean_intersection_over_union,
+    object_discovery_metrics,
     segment_iou,
 )
 
@@ -337,3 +342,74 @@ def test_match_by_iou_on_a_batch_with_empty_masks_and_more_slots_than_objects():
     assert slots[matches.batch_index, matches.pred_index].tolist()[2] == 9
     nothing = match_by_iou(torch.zeros(2, 3, 4), threshold=0.0)
     assert nothing.batch_index.shape == (0,) and nothing.iou.shape == (0,)
+
+
+# --- Metrics: accumulation, sync states, collection -------------------------------------------
+
+
+METRICS = {
+    "ari": (AdjustedRandIndex, {}, adjusted_rand_index, {}),
+    "fg_ari": (
+        AdjustedRandIndex,
+        {"ignore_background": True},
+        adjusted_rand_index,
+        {"ignore_background": True},
+    ),
+    "mbo": (MeanBestOverlap, {}, mean_best_overlap, {}),
+    "miou": (MeanIntersectionOverUnion, {}, mean_intersection_over_union, {}),
+}
+
+
+def random_batches(seed, shape=(3, 4, 8, 8)):
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(3):
+        target = blocky_segmentation(generator, shape, 4)
+        target[0] = 0  # an invalid sample for FG-ARI, mBO and mIoU
+        batches.append((blocky_segmentation(generator, shape, 5).to(torch.uint8), target))
+    return batches
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_metric_accumulates_the_mean_over_valid_samples(name):
+    metric_class, options, per_sample, per_sample_options = METRICS[name]
+    metric = metric_class(**options)
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(metric.compute().item())
+    scores = []
+    for pred, target in random_batches(seed=3):
+        metric.update(pred, target)
+        scores.append(per_sample(pred, target, **per_sample_options))
+    scores = torch.cat(scores)
+    valid = ~scores.isnan()
+    assert valid.sum() == (9 if name == "ari" else 6)
+    assert metric.compute().item() == pytest.approx(scores[valid].mean().item(), abs=1e-12)
+
+
+@pytest.mark.parametrize("name", METRICS)
+def test_metric_states_merge_by_sum_as_across_processes(name):
+    metric_class, options, _, _ = METRICS[name]
+    batches = random_batches(seed=4)
+    whole, first, second = (metric_class(**options) for _ in range(3))
+    for pred, target in batches:
+        whole.update(pred, target)
+    first.update(*batches[0])
+    for pred, target in batches[1:]:
+        second.update(pred, target)
+    assert first._reductions == {"score_sum": dim_zero_sum, "num_samples": dim_zero_sum}
+    first.merge_state(second)
+    assert first.compute().item() == pytest.approx(whole.compute().item(), abs=1e-12)
+
+
+def test_object_discovery_metrics_keep_ari_and_fg_ari_apart():
+    # After a perfect first batch ARI and FG-ARI states are equal; they must not be merged.
+    metrics = object_discovery_metrics(prefix="val/")
+    metrics.update(batch(SCENE), batch(SCENE))
+    pred = batch(torch.where(SCENE == 0, torch.arange(16).reshape(4, 4) + 10, SCENE))
+    metrics.update(pred, batch(SCENE))
+    results = metrics.compute()
+    assert set(results) == {"val/ari", "val/fg_ari", "val/mbo", "val/miou"}
+    expected_ari = (1 + adjusted_rand_index(pred, batch(SCENE)).item()) / 2
+    assert results["val/ari"].item() == pytest.approx(expected_ari)
+    assert results["val/fg_ari"].item() == 1.0
+    assert results["val/mbo"].item() == 1.0 and results["val/miou"].item() == 1.0
