@@ -6,6 +6,11 @@ function returns `[b]` float64 with NaN for an invalid sample; every Metric aver
 """
 
 from ocl.metrics.ari import AdjustedRandIndex, adjusted_rand_index
+from ocl.metrics.baselines import (
+    FIXED_GRID_BASELINES,
+    FixedGridSegmentation,
+    fixed_grid_segmentation,
+)
 from ocl.metrics.discovery import object_discovery_metrics
 from ocl.metrics.matching import IoUMatches, hungarian_pairs, match_by_iou
 from ocl.metrics.overlap import (
@@ -19,7 +24,9 @@ from ocl.metrics.per_sample_mean import PerSampleMean
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
+    "FIXED_GRID_BASELINES",
     "AdjustedRandIndex",
+    "FixedGridSegmentation",
     "IoUMatches",
     "MeanBestOverlap",
     "MeanIntersectionOverUnion",
@@ -27,6 +34,7 @@ __all__ = [
     "adjusted_rand_index",
     "attention_to_segmentation",
     "contingency_table",
+    "fixed_grid_segmentation",
     "hungarian_pairs",
     "match_by_iou",
     "mean_best_overlap",

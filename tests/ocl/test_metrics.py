@@ -9,12 +9,15 @@ from sklearn.metrics import adjusted_rand_score
 from torchmetrics.utilities.data import dim_zero_sum
 
 from ocl.metrics import (
+    FIXED_GRID_BASELINES,
     AdjustedRandIndex,
+    FixedGridSegmentation,
     MeanBestOverlap,
     MeanIntersectionOverUnion,
     adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
+    fixed_grid_segmentation,
     hungarian_pairs,
     match_by_iou,
     mean_best_overlap,
@@ -413,3 +416,54 @@ def test_object_discovery_metrics_keep_ari_and_fg_ari_apart():
     assert results["val/ari"].item() == pytest.approx(expected_ari)
     assert results["val/fg_ari"].item() == 1.0
     assert results["val/mbo"].item() == 1.0 and results["val/miou"].item() == 1.0
+
+
+# --- Fixed grid baselines ---------------------------------------------------------------------
+
+
+def test_fixed_grid_segmentation_cells():
+    assert fixed_grid_segmentation(4, 4, 2, 2).tolist() == [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 3, 3],
+        [2, 2, 3, 3],
+    ]
+    uneven = fixed_grid_segmentation(5, 7, 2, 3)
+    assert uneven[:, 0].tolist() == [0, 0, 0, 3, 3]
+    assert uneven[0].tolist() == [0, 0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="3x1 grid"):
+        fixed_grid_segmentation(2, 2, 3, 1)
+
+
+def test_fixed_grid_baselines_shapes_and_labels():
+    target = torch.zeros(2, 3, 12, 12, dtype=torch.long)  # [b,t,h,w]
+    expected_counts = {
+        "grid_2x2": 4,
+        "grid_3x3": 9,
+        "horizontal_stripes": 4,
+        "vertical_stripes": 4,
+    }
+    assert set(FIXED_GRID_BASELINES) == set(expected_counts)
+    for name, baseline in FIXED_GRID_BASELINES.items():
+        segmentation = baseline(target)
+        assert segmentation.shape == target.shape and segmentation.dtype == torch.int64
+        assert segmentation.unique().tolist() == list(range(expected_counts[name]))
+        assert (segmentation == segmentation[0, 0]).all()  # same cells in every frame
+        areas = torch.bincount(segmentation[0, 0].flatten())
+        assert (areas == 144 // expected_counts[name]).all()
+    horizontal = FIXED_GRID_BASELINES["horizontal_stripes"](target)[0, 0]
+    assert (horizontal == horizontal[:, :1]).all()  # constant along each row
+    vertical = FIXED_GRID_BASELINES["vertical_stripes"](target)[0, 0]
+    assert (vertical == vertical[:1, :]).all()  # constant down each column
+
+
+def test_fixed_grid_baseline_scores_like_any_segmentation():
+    grid = FixedGridSegmentation(rows=2, cols=2)
+    quadrants = grid(torch.zeros(1, 4, 4, dtype=torch.long))
+    assert adjusted_rand_index(quadrants, batch(SCENE)).item() == pytest.approx(
+        sklearn_ari(quadrants, SCENE)
+    )
+    # Quadrant 1 is object 1 exactly, quadrant 3 object 2 exactly.
+    assert mean_best_overlap(quadrants, batch(SCENE)).item() == 1.0
+    with pytest.raises(ValueError, match="rows and cols"):
+        FixedGridSegmentation(rows=0, cols=2)
