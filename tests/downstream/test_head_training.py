@@ -1,0 +1,115 @@
+"""The shared head-training loop: it learns, resumes to the same weights, writes its outputs."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+from transformers import PretrainedConfig, PreTrainedModel
+
+from downstream.head_training import (
+    HeadTrainingConfig,
+    StepSampler,
+    build_accelerator,
+    train_head,
+)
+
+
+class LineConfig(PretrainedConfig):
+    model_type = "test_line"
+    width: int = 3
+
+
+class Line(PreTrainedModel):
+    config_class = LineConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.linear = torch.nn.Linear(config.width, 1)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.post_init()
+
+    def _init_weights(self, module):
+        """PyTorch's initialisation."""
+
+    def forward(self, x):
+        return self.linear(self.dropout(x)).squeeze(-1)
+
+
+class Regression:
+    def training_loss(self, model, batch):
+        x, y = batch
+        return {"loss": torch.nn.functional.mse_loss(model(x), y)}
+
+    def evaluate(self, model, batches, accelerator):
+        errors = []
+        for x, y in batches:
+            errors.append(accelerator.gather_for_metrics((model(x) - y).pow(2)))
+        return {"mse": torch.cat(errors).mean().item()}
+
+
+def data():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 3, generator=generator)
+    return TensorDataset(x, x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3)
+
+
+def run(tmp_path, name, **fields):
+    config = HeadTrainingConfig(
+        output_dir=str(tmp_path / name), max_steps=40, batch_size=8, learning_rate=0.2,
+        weight_decay=0.0, tracker="none", checkpoint_every=10, **fields,
+    )
+    torch.manual_seed(config.seed)
+    model = Line(LineConfig())
+    accelerator = build_accelerator(config, name)
+    return train_head(model, Regression(), data(), data(), None, config, accelerator)
+
+
+def weights(path):
+    from safetensors.torch import load_file
+    return load_file(path / "model" / "model.safetensors")
+
+
+def test_head_learns_and_writes_model_and_metrics(tmp_path):
+    x, y = data().tensors
+    torch.manual_seed(0)
+    untrained = (Line(LineConfig()).eval()(x) - y).pow(2).mean().item()
+    metrics = run(tmp_path, "fit")
+    assert untrained > 2 and metrics["mse"] < 0.2
+    saved = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    assert Line.from_pretrained(tmp_path / "fit" / "model").linear.weight.shape == (1, 3)
+
+
+def test_resume_after_a_crash_gives_the_same_weights(tmp_path, monkeypatch):
+    run(tmp_path, "whole")
+    import downstream.head_training as head_training
+
+    original = head_training.save_checkpoint
+    calls = []
+
+    def crash_after_second_checkpoint(accelerator, folder, step, keep):
+        original(accelerator, folder, step, keep)
+        calls.append(step)
+        if step == 20:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(head_training, "save_checkpoint", crash_after_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "interrupted")
+    monkeypatch.setattr(head_training, "save_checkpoint", original)
+    run(tmp_path, "interrupted")
+    for key, value in weights(tmp_path / "whole").items():
+        assert torch.equal(value, weights(tmp_path / "interrupted")[key]), key
+
+
+def test_step_sampler_is_a_function_of_seed_and_step():
+    whole = list(StepSampler(10, 4, 7, seed=3))
+    assert len(whole) == 28 and sorted(whole[:10]) == list(range(10))
+    assert list(StepSampler(10, 4, 7, seed=3, start_step=5)) == whole[20:]
+    assert list(StepSampler(10, 4, 7, seed=4)) != whole
+
+
+def test_batch_must_split_over_accumulation(tmp_path):
+    with pytest.raises(ValueError, match="batch_size 8 must divide"):
+        run(tmp_path, "odd", gradient_accumulation=3)
