@@ -1,0 +1,101 @@
+"""The slot-feature dataset: writing Parquet shards, loading them as a Hub repo holds them."""
+
+import numpy as np
+import pytest
+
+from tasks.arrow_arrays import array_rows
+from tasks.slots import (
+    SlotProvenance,
+    SlotShardWriter,
+    SlotSpec,
+    load_slots,
+    slot_dataset_card,
+    slot_provenance,
+    slot_spec,
+)
+
+PROVENANCE = SlotProvenance(encoder_id="tiny/smoothsa-video", config_hash="0123abcd",
+                            frame_stride=4)
+
+
+def video_slots(video_index: int, num_frames: int, spec: SlotSpec) -> np.ndarray:
+    """[t,n,d]: values that say which video, frame, slot and channel they are."""
+    generator = np.random.default_rng(video_index)
+    return generator.standard_normal((num_frames, spec.num_slots, spec.slot_dim))
+
+
+def write_slot_folder(folder, spec, video_indices, rows_per_shard=2, num_frames=5):
+    with SlotShardWriter(folder, spec, PROVENANCE, rows_per_shard=rows_per_shard) as writer:
+        for video_index in video_indices:
+            masks = None
+            if spec.mask_size is not None:
+                masks = np.random.default_rng(video_index).random(
+                    (num_frames, spec.num_slots, *spec.mask_size))
+            writer.write(video_index, video_slots(video_index, num_frames, spec), masks)
+    (folder / "README.md").write_text(slot_dataset_card(spec, PROVENANCE))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_written_slots_load_back(tmp_path, dtype):
+    spec = SlotSpec(num_slots=3, slot_dim=8, dtype=dtype, mask_size=(4, 6))
+    folder = tmp_path / "slots"
+    write_slot_folder(folder, spec, [7, 3, 11, 5, 9])
+    assert sorted(path.name for path in (folder / "data").iterdir()) == [
+        "train-00000-of-00003.parquet", "train-00001-of-00003.parquet",
+        "train-00002-of-00003.parquet",
+    ]
+    slots = load_slots(folder, cache_dir=tmp_path / "hf")
+    assert slot_spec(slots.features) == spec
+    assert slot_provenance(slots) == PROVENANCE
+    assert slots["video_index"] == [7, 3, 11, 5, 9]
+    table = slots.with_format("arrow")[:]
+    for video_index, stored, masks in zip(table["video_index"].to_pylist(),
+                                          array_rows(table["slots"]),
+                                          array_rows(table["masks"]), strict=True):
+        assert stored.dtype == np.dtype(dtype) and stored.shape == (5, 3, 8)
+        expected = video_slots(video_index, 5, spec).astype(dtype)
+        np.testing.assert_array_equal(stored, expected)
+        assert masks.shape == (5, 3, 4, 6) and masks.dtype == np.dtype(dtype)
+
+
+def test_streaming_load(tmp_path):
+    spec = SlotSpec(num_slots=2, slot_dim=4)
+    write_slot_folder(tmp_path / "slots", spec, [0, 1, 2])
+    streamed = load_slots(tmp_path / "slots", streaming=True)
+    assert [row["video_index"] for row in streamed] == [0, 1, 2]
+
+
+def test_writer_rejects_bad_rows(tmp_path):
+    spec = SlotSpec(num_slots=3, slot_dim=8)
+    writer = SlotShardWriter(tmp_path / "slots", spec, PROVENANCE)
+    with pytest.raises(ValueError, match=r"video 4: slots of shape \[5, 3, 9\], expected \[t, 3"):
+        writer.write(4, np.zeros((5, 3, 9)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        writer.write(4, np.full((5, 3, 8), np.nan))
+    with pytest.raises(ValueError, match="floating point"):
+        writer.write(4, np.zeros((5, 3, 8), dtype=np.int64))
+    with pytest.raises(ValueError, match="no mask_size"):
+        writer.write(4, np.zeros((5, 3, 8)), np.zeros((5, 3, 2, 2)))
+    writer.write(4, np.zeros((5, 3, 8)))
+    with pytest.raises(ValueError, match="video 4 was already written"):
+        writer.write(4, np.zeros((5, 3, 8)))
+    writer.close()
+    with pytest.raises(FileExistsError):
+        SlotShardWriter(tmp_path / "slots", spec, PROVENANCE)
+
+
+def test_interrupted_writing_leaves_no_shards(tmp_path):
+    spec = SlotSpec(num_slots=3, slot_dim=8)
+    with pytest.raises(RuntimeError):
+        with SlotShardWriter(tmp_path / "slots", spec, PROVENANCE, rows_per_shard=1) as writer:
+            writer.write(0, np.zeros((2, 3, 8)))
+            writer.write(1, np.zeros((2, 3, 8)))
+            raise RuntimeError("extraction crashed")
+    assert list((tmp_path / "slots" / "data").iterdir()) == []
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="dtype"):
+        SlotSpec(num_slots=3, slot_dim=8, dtype="bfloat16")
+    with pytest.raises(ValueError, match="frame_stride"):
+        SlotProvenance("encoder", "hash", 0)
