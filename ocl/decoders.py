@@ -17,10 +17,12 @@ from ocl.position_embedding import SoftPositionEmbedding
 @dataclass
 class DecoderOutput:
     """reconstruction: `[b,p,c]` features or `[b,3,H,W]` pixels; masks: `[b,n,p]` or `[b,n,H,W]`,
-    each token's or pixel's weights over slots."""
+    each token's or pixel's weights over slots; slot_pixels: each slot's own RGB `[b,n,3,H,W]`
+    (pixel decoders only)."""
 
     reconstruction: torch.Tensor
     masks: torch.Tensor
+    slot_pixels: torch.Tensor | None = None
 
 
 class RandomOrderTransformerDecoder(nn.Module):
@@ -68,22 +70,27 @@ class RandomOrderTransformerDecoder(nn.Module):
         )
 
     def forward(
-        self, target: torch.Tensor, slots: torch.Tensor, slot_mask: torch.Tensor | None = None
+        self,
+        target: torch.Tensor | None,
+        slots: torch.Tensor,
+        slot_mask: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """
         Args:
-            target: the features to reconstruct `[b,p,c]`.
+            target: the features to reconstruct `[b,p,c]`; None decodes from the slots alone
+                (every token is the mask token), e.g. for predicted slots of unseen frames.
             slots: `[b,n,d]`.
             slot_mask: `[b,n]` bool, True for slots that take part.
         """
-        batch_size, num_tokens, channels = target.shape
-        if num_tokens != self.position_embedding.shape[1]:
-            raise ValueError(
-                f"decoder was built for {self.position_embedding.shape[1]} tokens, "
-                f"got {num_tokens}"
-            )
-        tokens = self.project_target(target)
+        batch_size = slots.shape[0]
+        num_tokens, channels = self.position_embedding.shape[1:]
         position = self.position_embedding.expand(batch_size, -1, -1)
+        if target is None:
+            x = self.norm_input(self.mask_token + position)
+            return self.attend_slots(x, slots, slot_mask)
+        if target.shape[1] != num_tokens:
+            raise ValueError(f"decoder was built for {num_tokens} tokens, got {target.shape[1]}")
+        tokens = self.project_target(target)
         if self.training:
             order = torch.stack(
                 [torch.randperm(num_tokens, device=target.device) for _ in range(batch_size)]
@@ -97,17 +104,26 @@ class RandomOrderTransformerDecoder(nn.Module):
             index = repeat(order, "b p -> b p c", c=channels)
             tokens = tokens.gather(1, index).where(kept[:, :, None], self.mask_token)
             position = position.gather(1, index)
-        x = self.norm_input(tokens + position)
+        decoded = self.attend_slots(self.norm_input(tokens + position), slots, slot_mask)
+        if self.training:
+            inverse = repeat(order.argsort(dim=1), "b p -> b p 1")
+            decoded.reconstruction = decoded.reconstruction.gather(
+                1, inverse.expand(-1, -1, channels)
+            )
+            decoded.masks = decoded.masks.gather(2, inverse.transpose(1, 2).expand(
+                -1, slots.shape[1], -1))
+        return decoded
+
+    def attend_slots(
+        self, x: torch.Tensor, slots: torch.Tensor, slot_mask: torch.Tensor | None
+    ) -> DecoderOutput:
+        """Runs the layers on queries `x` `[b,p,c]` with the projected slots as memory."""
         memory = self.project_slots(slots)
         padding = None if slot_mask is None else ~slot_mask
         for index, layer in enumerate(self.layers):
             x, attention = layer(
                 x, memory, padding, return_cross_attention=index == len(self.layers) - 1
             )
-        if self.training:
-            inverse = order.argsort(dim=1)
-            x = x.gather(1, repeat(inverse, "b p -> b p c", c=channels))
-            attention = attention.gather(1, repeat(inverse, "b p -> b p n", n=slots.shape[1]))
         return DecoderOutput(x, rearrange(attention, "b p n -> b n p"))
 
 
@@ -133,10 +149,14 @@ class MLPDecoder(nn.Module):
         )
 
     def forward(
-        self, target: torch.Tensor, slots: torch.Tensor, slot_mask: torch.Tensor | None = None
+        self,
+        target: torch.Tensor | None,
+        slots: torch.Tensor,
+        slot_mask: torch.Tensor | None = None,
     ) -> DecoderOutput:
-        """target `[b,p,c]` (only its size is used), slots `[b,n,d]`, slot_mask `[b,n]`."""
-        if target.shape[1] != self.position_embedding.shape[2]:
+        """target `[b,p,c]` (only its size is checked; may be None), slots `[b,n,d]`,
+        slot_mask `[b,n]`."""
+        if target is not None and target.shape[1] != self.position_embedding.shape[2]:
             raise ValueError(
                 f"decoder was built for {self.position_embedding.shape[2]} tokens, "
                 f"got {target.shape[1]}"
@@ -187,18 +207,22 @@ class SpatialBroadcastDecoder(nn.Module):
         self.network = nn.Sequential(*layers)
 
     def forward(
-        self, target: torch.Tensor, slots: torch.Tensor, slot_mask: torch.Tensor | None = None
+        self,
+        target: torch.Tensor | None,
+        slots: torch.Tensor,
+        slot_mask: torch.Tensor | None = None,
     ) -> DecoderOutput:
-        """target `[b,3,H,W]` (only its size is used), slots `[b,n,d]`, slot_mask `[b,n]`."""
+        """target `[b,3,H,W]` (only its size is checked; may be None), slots `[b,n,d]`,
+        slot_mask `[b,n]`."""
         batch_size, num_slots, _ = slots.shape
         tiled = repeat(slots, "b n d -> (b n) h w d", h=self.grid, w=self.grid)
         tiled = rearrange(self.position_embedding(tiled), "bn h w d -> bn d h w")
         decoded = rearrange(self.network(tiled), "(b n) c h w -> b n c h w", b=batch_size)
-        if decoded.shape[-2:] != target.shape[-2:]:
+        if target is not None and decoded.shape[-2:] != target.shape[-2:]:
             raise ValueError(f"decoded {tuple(decoded.shape[-2:])}, target {tuple(target.shape)}")
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
         if slot_mask is not None:
             logits = logits.masked_fill(~slot_mask[:, :, None, None], float("-inf"))
         masks = logits.softmax(dim=1)
         reconstruction = torch.einsum("bnhw,bnchw->bchw", masks, rgb)
-        return DecoderOutput(reconstruction, masks)
+        return DecoderOutput(reconstruction, masks, rgb)

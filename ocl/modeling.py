@@ -253,6 +253,28 @@ class SmoothSAModel(PreTrainedModel):
             for x in (masks, reconstruction, target)
         )
 
+    def decode_slots(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decodes slots alone, with no frame to look at (e.g. slots a dynamics model predicted).
+
+        Args:
+            slots: `[b,t,n,d]`.
+
+        Returns:
+            masks `[b,t,n,h,w]` (pixel decoder: `[b,t,n,H,W]`) and the reconstruction
+            `[b,t,c,h,w]` (pixel decoder: `[b,t,3,H,W]`). The autoregressive decoder sees only
+            mask tokens, as for the masked part of a frame in training.
+        """
+        batch_size = slots.shape[0]
+        decoded = self.decoder(None, rearrange(slots, "b t n d -> (b t) n d"))
+        masks, reconstruction = decoded.masks, decoded.reconstruction
+        if self.config.decoder != "broadcast":
+            h = self.grid[0]
+            masks = rearrange(masks, "bt n (h w) -> bt n h w", h=h)
+            reconstruction = rearrange(reconstruction, "bt (h w) c -> bt c h w", h=h)
+        return tuple(
+            rearrange(x, "(b t) ... -> b t ...", b=batch_size) for x in (masks, reconstruction)
+        )
+
     def check_input(self, video: torch.Tensor, state: VideoState | None) -> None:
         """Raises ValueError naming what is wrong with a chunk `[b,t,c,H,W]`."""
         if video.ndim != 5:

@@ -294,3 +294,17 @@ def test_extraction_without_decoder_gives_the_same_slots():
     assert torch.equal(full.slots, slots_only.slots)
     assert torch.equal(full.attention, slots_only.attention)
     assert slots_only.reconstruction is None and slots_only.decoder_attention is None
+
+
+@pytest.mark.parametrize("backbone,decoder", CASES)
+def test_decoding_slots_alone(backbone, decoder):
+    model = build(backbone, decoder).eval()
+    slots = torch.randn(2, 3, 4, 32)
+    masks, reconstruction = model.decode_slots(slots)
+    encoded = model(inputs_for(model, 2, 3))
+    assert masks.shape == encoded.decoder_attention.shape
+    assert reconstruction.shape == encoded.reconstruction.shape
+    torch.testing.assert_close(masks.sum(2), torch.ones_like(masks[:, :, 0]))
+    if decoder != "autoregressive":  # these decoders never look at the frame
+        again, _ = model.decode_slots(encoded.slots)
+        torch.testing.assert_close(again, encoded.decoder_attention)
