@@ -10,6 +10,13 @@ Determinism: the samples of every step are a pure function of (seed, step), and 
 from (seed, step, process) at every step, so a resumed run repeats an uninterrupted one, and
 `batch_size` is the global batch (split over processes and accumulation), so one process and
 several see the same samples per step.
+
+Evaluation batches come one of two ways (`evaluation_sharding`): "padded", accelerate's loader,
+whose last batch may repeat samples so every process gets as many (gather with
+`accelerator.gather_for_metrics`, which drops the repeats); or "disjoint", where process i
+evaluates samples i, i + P, i + 2P, ... exactly once, for metrics whose states sum over processes
+(torchmetrics); the task then gets the unwrapped model, so processes with fewer batches never
+wait in a collective of the model's wrapper.
 """
 
 import json
@@ -18,16 +25,19 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader, Dataset, Sampler
+from accelerate.data_loader import DataLoaderShard
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from ocl.learning_rate import warmup_cosine
+
+EvaluationSharding = Literal["padded", "disjoint"]
 
 
 @dataclass
@@ -142,9 +152,13 @@ def train_head(
     collate: Callable,
     config: HeadTrainingConfig,
     accelerator: Accelerator,
+    evaluation_sharding: EvaluationSharding = "padded",
 ) -> dict[str, float]:
     """Trains `model` (resuming from the newest checkpoint in `output_dir`), evaluates it,
-    exports it to `output_dir/model` and writes `output_dir/metrics.json`. Returns the metrics."""
+    exports it to `output_dir/model` and writes `output_dir/metrics.json`. Returns the metrics.
+
+    `evaluation_sharding`: how evaluation batches are split over processes (module docstring).
+    """
     output = Path(config.output_dir)
     micro_batch = config.batch_size // (accelerator.num_processes * config.gradient_accumulation)
     if micro_batch * accelerator.num_processes * config.gradient_accumulation != config.batch_size:
@@ -176,10 +190,8 @@ def train_head(
 
     evaluation_loader = None
     if evaluation_dataset is not None:
-        evaluation_loader = accelerator.prepare_data_loader(DataLoader(
-            evaluation_dataset, batch_size=config.evaluation_batch_size, collate_fn=collate,
-            num_workers=config.num_workers,
-        ))
+        evaluation_loader = evaluation_batches(evaluation_dataset, collate, config, accelerator,
+                                               evaluation_sharding)
 
     step, metrics = start_step, {}
     progress = tqdm(total=config.max_steps, initial=start_step, desc="training",
@@ -215,10 +227,11 @@ def train_head(
             save_checkpoint(accelerator, output / "checkpoints", step, config.keep_checkpoints)
         if (evaluation_loader is not None and config.evaluate_every
                 and step % config.evaluate_every == 0 and unfinished):
-            metrics = evaluate(task, model, evaluation_loader, accelerator, step)
+            metrics = evaluate(task, model, evaluation_loader, accelerator, step,
+                               evaluation_sharding)
     progress.close()
     if evaluation_loader is not None:
-        metrics = evaluate(task, model, evaluation_loader, accelerator, step)
+        metrics = evaluate(task, model, evaluation_loader, accelerator, step, evaluation_sharding)
     save_checkpoint(accelerator, output / "checkpoints", step, config.keep_checkpoints)
     if accelerator.is_main_process:
         export_model(accelerator.unwrap_model(model), metrics, output)
@@ -226,10 +239,29 @@ def train_head(
     return metrics
 
 
-def evaluate(task: HeadTask, model, loader, accelerator: Accelerator, step: int) -> dict:
+def evaluation_batches(dataset: Dataset, collate: Callable, config: HeadTrainingConfig,
+                       accelerator: Accelerator, sharding: EvaluationSharding) -> DataLoader:
+    """The evaluation loader of this process, its batches on the accelerator's device."""
+    if sharding == "padded":
+        return accelerator.prepare_data_loader(DataLoader(
+            dataset, batch_size=config.evaluation_batch_size, collate_fn=collate,
+            num_workers=config.num_workers,
+        ))
+    if sharding != "disjoint":
+        raise ValueError(f"evaluation_sharding must be padded or disjoint, got {sharding!r}")
+    share = Subset(dataset, range(accelerator.process_index, len(dataset),
+                                  accelerator.num_processes))
+    return DataLoaderShard(share, device=accelerator.device,
+                           batch_size=config.evaluation_batch_size, collate_fn=collate,
+                           num_workers=config.num_workers)
+
+
+def evaluate(task: HeadTask, model, loader, accelerator: Accelerator, step: int,
+             sharding: EvaluationSharding = "padded") -> dict:
     model.eval()
+    evaluated = accelerator.unwrap_model(model) if sharding == "disjoint" else model
     with torch.no_grad():
-        metrics = task.evaluate(model, loader, accelerator)
+        metrics = task.evaluate(evaluated, loader, accelerator)
     model.train()
     accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=step)
     return metrics

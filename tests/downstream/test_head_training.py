@@ -113,3 +113,45 @@ def test_step_sampler_is_a_function_of_seed_and_step():
 def test_batch_must_split_over_accumulation(tmp_path):
     with pytest.raises(ValueError, match="batch_size 8 must divide"):
         run(tmp_path, "odd", gradient_accumulation=3)
+
+
+class SummedRegression(Regression):
+    """Evaluation with a torchmetrics metric, whose states sum over processes."""
+
+    def evaluate(self, model, batches, accelerator):
+        from torchmetrics import MeanSquaredError
+
+        metric = MeanSquaredError().to(accelerator.device)
+        for x, y in batches:
+            metric.update(model(x), y)
+        return {"mse": metric.compute().item()}
+
+
+def test_disjoint_evaluation_gives_the_padded_metrics(tmp_path):
+    padded = run(tmp_path, "padded")
+    config = HeadTrainingConfig(
+        output_dir=str(tmp_path / "disjoint"), max_steps=40, batch_size=8, learning_rate=0.2,
+        weight_decay=0.0, tracker="none", checkpoint_every=10, evaluation_batch_size=7,
+    )
+    torch.manual_seed(config.seed)
+    accelerator = build_accelerator(config, "disjoint")
+    disjoint = train_head(Line(LineConfig()), SummedRegression(), data(), data(), None, config,
+                          accelerator, evaluation_sharding="disjoint")
+    assert disjoint["mse"] == pytest.approx(padded["mse"], rel=1e-5)
+
+
+def test_disjoint_shards_cover_every_sample_once():
+    from types import SimpleNamespace
+
+    from downstream.head_training import evaluation_batches
+
+    config = HeadTrainingConfig(evaluation_batch_size=4)
+    seen = []
+    for process in range(3):
+        accelerator = SimpleNamespace(process_index=process, num_processes=3,
+                                      device=torch.device("cpu"))
+        for x, _ in evaluation_batches(data(), None, config, accelerator, "disjoint"):
+            seen.extend(x[:, 0].tolist())
+    assert sorted(seen) == sorted(data().tensors[0][:, 0].tolist())
+    with pytest.raises(ValueError, match="padded or disjoint"):
+        evaluation_batches(data(), None, config, accelerator, "uneven")
