@@ -1,0 +1,213 @@
+"""An Aloe-style reasoner: one transformer reads a video's slots and a question, and answers.
+
+Axis legend: b questions, c choice sequences (every choice of the batch's multiple-choice
+questions), s = b + c sequences, t frames, n slots, d slot channels, l text tokens, h hidden
+width, a descriptive answers.
+
+Every sequence is `[CLS] + the slots of t frames + text`:
+- CLS: the token-type embedding "cls" alone;
+- a slot: Linear(d, h)(slot) + frame-time embedding[frame] + slot-index embedding[slot] + type
+  "slot" (SmoothSA keeps a slot's index on the same object over a video, so the index means
+  something across frames);
+- a word: word embedding + position embedding + type "question" or "choice" (the segment id).
+A question's own sequence holds its words; a multiple-choice question also gets one sequence per
+choice, `question <sep> choice` (see `tasks/collate.py`). A pre-norm transformer encoder reads all
+b + c sequences at once. The descriptive head classifies the CLS output of each question's own
+sequence over the answers; the multiple-choice head gives one logit per question+choice sequence
+from its CLS output: the choice is "correct" when its logit is > 0.
+
+With `use_slots=False` there are no slot tokens: the question-only baseline.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from tasks.questions import DESCRIPTIVE_ANSWERS
+
+CLS_TYPE, SLOT_TYPE, QUESTION_TYPE, CHOICE_TYPE = 0, 1, 2, 3
+
+
+class ReasonerConfig(PretrainedConfig):
+    """Sizes of the reasoner.
+
+    vocabulary_size: word ids the question vocabulary has (`len(QuestionVocabulary)`).
+    num_answers: descriptive answers (CLEVRER: 21).
+    use_slots: read slots; False makes the question-only baseline.
+    slot_dim: d, channels of an input slot.
+    max_slots: slot-index embeddings: n may be at most this.
+    max_frames: frame-time embeddings: t may be at most this.
+    max_text_length: word-position embeddings: `question <sep> choice` may be at most this long.
+    hidden_size, num_layers, num_heads, intermediate_size: the transformer encoder (pre-norm,
+        GELU feed-forward of `intermediate_size`).
+    dropout: in attention, feed-forward and on the input embeddings.
+    initializer_range: standard deviation of the normal initialisation of weights.
+    """
+
+    model_type = "clevrer_reasoner"
+
+    vocabulary_size: int = 128
+    num_answers: int = len(DESCRIPTIVE_ANSWERS)
+    use_slots: bool = True
+    slot_dim: int = 64
+    max_slots: int = 8
+    max_frames: int = 16
+    max_text_length: int = 64
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    dropout: float = 0.1
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        for name in ("vocabulary_size", "num_answers", "slot_dim", "max_slots", "max_frames",
+                     "max_text_length", "hidden_size", "num_layers", "num_heads",
+                     "intermediate_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads "
+                             f"{self.num_heads}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ReasonerOutput:
+    """What the reasoner computes.
+
+    descriptive_logits: `[b,a]` scores of the descriptive answers, for every question.
+    choice_logits: `[c]` one score per question+choice sequence; > 0 means "correct".
+    """
+
+    descriptive_logits: torch.Tensor
+    choice_logits: torch.Tensor
+
+
+class SlotEmbedding(nn.Module):
+    """Slots `[b,t,n,d]` -> tokens `[b,(t n),h]`: a projection plus frame-time, slot-index and
+    token-type embeddings."""
+
+    def __init__(self, config: ReasonerConfig):
+        super().__init__()
+        self.project = nn.Linear(config.slot_dim, config.hidden_size)
+        self.frame_time = nn.Embedding(config.max_frames, config.hidden_size)
+        self.slot_index = nn.Embedding(config.max_slots, config.hidden_size)
+        self.max_frames, self.max_slots = config.max_frames, config.max_slots
+        self.slot_dim = config.slot_dim
+
+    def forward(self, slots: torch.Tensor, slot_type: torch.Tensor) -> torch.Tensor:
+        _, num_frames, num_slots, slot_dim = slots.shape
+        if num_frames > self.max_frames or num_slots > self.max_slots or slot_dim != self.slot_dim:
+            raise ValueError(
+                f"slots of shape {list(slots.shape)} [b,t,n,d]: the reasoner takes t <= "
+                f"{self.max_frames}, n <= {self.max_slots}, d = {self.slot_dim}"
+            )
+        frames = self.frame_time.weight[:num_frames, None]  # [t,1,h]
+        indices = self.slot_index.weight[None, :num_slots]  # [1,n,h]
+        tokens = self.project(slots.to(self.project.weight.dtype)) + frames + indices + slot_type
+        return rearrange(tokens, "b t n h -> b (t n) h")
+
+
+class TextEmbedding(nn.Module):
+    """Word ids `[s,l]` and segment ids (0 question, 1 choice) -> tokens `[s,l,h]`."""
+
+    def __init__(self, config: ReasonerConfig):
+        super().__init__()
+        self.words = nn.Embedding(config.vocabulary_size, config.hidden_size)
+        self.positions = nn.Embedding(config.max_text_length, config.hidden_size)
+        self.vocabulary_size = config.vocabulary_size
+
+    def forward(self, tokens: torch.Tensor, segment_ids: torch.Tensor,
+                token_types: nn.Embedding) -> torch.Tensor:
+        length = tokens.shape[1]
+        if length > self.positions.num_embeddings:
+            raise ValueError(f"text of {length} tokens; the reasoner takes at most "
+                             f"{self.positions.num_embeddings} (max_text_length)")
+        if tokens.numel() and int(tokens.max()) >= self.vocabulary_size:
+            raise ValueError(f"word id {int(tokens.max())} is outside the reasoner's vocabulary "
+                             f"of {self.vocabulary_size}; was the question vocabulary changed?")
+        return (self.words(tokens) + self.positions.weight[:length]
+                + token_types(QUESTION_TYPE + segment_ids))
+
+
+class ReasonerModel(PreTrainedModel):
+    """The Aloe-style reasoner (module docstring)."""
+
+    config_class = ReasonerConfig
+    base_model_prefix = "reasoner"
+
+    def __init__(self, config: ReasonerConfig):
+        super().__init__(config)
+        self.token_types = nn.Embedding(4, config.hidden_size)
+        self.slots = SlotEmbedding(config) if config.use_slots else None
+        self.text = TextEmbedding(config)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(
+            config.hidden_size, config.num_heads, config.intermediate_size, config.dropout,
+            activation="gelu", batch_first=True, norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers,
+                                             norm=nn.LayerNorm(config.hidden_size),
+                                             enable_nested_tensor=False)
+        self.descriptive_head = nn.Linear(config.hidden_size, config.num_answers)
+        self.choice_head = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        question_tokens: torch.Tensor,
+        question_attention_mask: torch.Tensor,
+        choice_tokens: torch.Tensor,
+        choice_attention_mask: torch.Tensor,
+        choice_segment_ids: torch.Tensor,
+        choice_to_question: torch.Tensor,
+        slots: torch.Tensor | None = None,
+    ) -> ReasonerOutput:
+        """Answers b questions and scores their c choices.
+
+        Args:
+            question_tokens, question_attention_mask: `[b,l]` word ids, True on real words.
+            choice_tokens, choice_attention_mask, choice_segment_ids: `[c,l']` the
+                `question <sep> choice` sequences, True on real words, 0 question / 1 choice.
+            choice_to_question: `[c]` the question (row in b) of each choice.
+            slots: `[b,t,n,d]` the slots of each question's video (None for question-only).
+        """
+        if (slots is None) == self.config.use_slots:
+            raise ValueError("this reasoner was built with use_slots="
+                             f"{self.config.use_slots}, but slots were "
+                             f"{'not ' if slots is None else ''}given")
+        num_questions = question_tokens.shape[0]
+        length = max(question_tokens.shape[1], choice_tokens.shape[1])
+        words = torch.cat([pad_to(question_tokens, length), pad_to(choice_tokens, length)])
+        real = torch.cat([pad_to(question_attention_mask, length),
+                          pad_to(choice_attention_mask, length)])
+        segments = torch.cat([torch.zeros_like(pad_to(question_tokens, length)),
+                              pad_to(choice_segment_ids, length)])
+        tokens = [self.text(words, segments, self.token_types)]  # [s,l,h]
+        masks = [real]
+        if slots is not None:
+            slot_tokens = self.slots(slots, self.token_types.weight[SLOT_TYPE])  # [b,(t n),h]
+            owners = torch.cat([torch.arange(num_questions, device=slots.device),
+                                choice_to_question])
+            tokens.insert(0, slot_tokens[owners])
+            masks.insert(0, real.new_ones(len(owners), slot_tokens.shape[1]))
+        cls = self.token_types.weight[CLS_TYPE].expand(len(words), 1, -1)
+        sequence = self.embedding_dropout(torch.cat([cls, *tokens], dim=1))
+        attended = torch.cat([real.new_ones(len(words), 1), *masks], dim=1)
+        hidden = self.encoder(sequence, src_key_padding_mask=~attended)[:, 0]  # [s,h]
+        return ReasonerOutput(
+            descriptive_logits=self.descriptive_head(hidden[:num_questions]),
+            choice_logits=self.choice_head(hidden[num_questions:]).squeeze(-1),
+        )
+
+
+def pad_to(values: torch.Tensor, length: int) -> torch.Tensor:
+    """`[k,l]` -> `[k,length]`, padded with zeros (PAD_ID, False, segment 0) on the right."""
+    return F.pad(values, (0, length - values.shape[1]))
