@@ -1,0 +1,136 @@
+"""What a head reads of each video: per-frame features `[t,n,d]`, by video index.
+
+Axis legend: t frames, n slots (or objects), d channels, H W pixels.
+
+Sources: a slot dataset (`tasks/slots.py`, memory-mapped: only the rows read are resident), or
+arrays in memory: slots encoded on the fly by a frozen SmoothSA encoder (small data and demos),
+or ground-truth object states (`downstream/vqa_baselines.py`). Every source returns float32.
+"""
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from tqdm.auto import tqdm
+
+from ocl.modeling import SmoothSAModel
+from tasks.arrow_arrays import array_rows
+from tasks.bad_input import BadInputError
+from tasks.slots import slot_spec
+
+
+class VideoFeatures(Protocol):
+    """Per-frame features of a set of videos."""
+
+    num_slots: int  # n
+    feature_dim: int  # d
+
+    def videos(self) -> np.ndarray:
+        """`[v]` int64, the video indices held."""
+
+    def frame_counts(self) -> np.ndarray:
+        """`[v]` int64, frames t of each video, in the order of `videos()`."""
+
+    def __call__(self, video_index: int) -> np.ndarray:
+        """`[t,n,d]` float32 features of one video."""
+
+
+class SlotDatasetFeatures:
+    """The slots of a slot dataset (one row per video)."""
+
+    def __init__(self, slots: datasets.Dataset, name: str = "slot dataset"):
+        spec = slot_spec(slots.features)
+        self.num_slots, self.feature_dim = spec.num_slots, spec.slot_dim
+        self.name = name
+        self.table = slots.with_format("arrow")
+        self.video_indices = np.asarray(self.table["video_index"].to_numpy(), dtype=np.int64)
+        unique, counts = np.unique(self.video_indices, return_counts=True)
+        if (counts > 1).any():
+            raise BadInputError(f"{name} holds videos {unique[counts > 1][:5].tolist()} more "
+                                "than once")
+        self.rows = {int(video): row for row, video in enumerate(self.video_indices)}
+
+    def videos(self) -> np.ndarray:
+        return self.video_indices
+
+    def frame_counts(self) -> np.ndarray:
+        column = self.table["slots"]
+        return np.concatenate([pc.list_value_length(chunk.storage).to_numpy()
+                               for chunk in column.chunks]).astype(np.int64)
+
+    def __call__(self, video_index: int) -> np.ndarray:
+        if video_index not in self.rows:
+            raise BadInputError(f"video {video_index} has no slots in the {self.name}")
+        row = self.rows[video_index]
+        return array_rows(self.table[row:row + 1]["slots"])[0].astype(np.float32)
+
+
+class ArrayFeatures:
+    """Features held in memory, `{video_index: [t,n,d]}`."""
+
+    def __init__(self, arrays: Mapping[int, np.ndarray], name: str = "features"):
+        if not arrays:
+            raise BadInputError(f"no videos in the {name}")
+        shapes = {array.shape[1:] for array in arrays.values()}
+        if len(shapes) != 1 or any(array.ndim != 3 for array in arrays.values()):
+            raise BadInputError(f"{name}: every video needs [t,n,d] of the same n, d; got "
+                                f"{sorted(shapes)}")
+        self.arrays = {int(video): np.asarray(array, dtype=np.float32)
+                       for video, array in arrays.items()}
+        self.num_slots, self.feature_dim = shapes.pop()
+        self.name = name
+
+    def videos(self) -> np.ndarray:
+        return np.asarray(list(self.arrays), dtype=np.int64)
+
+    def frame_counts(self) -> np.ndarray:
+        return np.asarray([len(array) for array in self.arrays.values()], dtype=np.int64)
+
+    def __call__(self, video_index: int) -> np.ndarray:
+        if video_index not in self.arrays:
+            raise BadInputError(f"video {video_index} is not in the {self.name}")
+        return self.arrays[video_index]
+
+
+def uniform_frame_indices(available: int, wanted: int) -> np.ndarray:
+    """`wanted` frame indices spread evenly over `available` frames, the first and the last
+    always in: round(linspace(0, available - 1, wanted))."""
+    if wanted < 1 or available < wanted:
+        raise ValueError(f"cannot sample {wanted} distinct frames from {available}")
+    return np.round(np.linspace(0, available - 1, wanted)).astype(np.int64)
+
+
+def encode_videos(encoder: SmoothSAModel, videos: datasets.Dataset, chunk_frames: int = 8,
+                  seed: int = 0, device: torch.device | str = "cpu") -> ArrayFeatures:
+    """Slots of every video of a CLEVRER video dataset (`tasks.clevrer.load_clevrer_videos`,
+    frames `[t,3,H,W]` uint8 at the encoder's image size), by the frozen encoder in eval mode.
+
+    Frames are fed `chunk_frames` at a time (the state carries the transit window), with one
+    generator seeded by `seed`, so every process that encodes the same videos gets the same
+    slots.
+    """
+    height, width = encoder.config.image_size
+    frame_shape = tuple(videos.features["frames"].shape[1:])
+    if frame_shape != (3, height, width):
+        raise BadInputError(f"video frames of {list(frame_shape)}, the encoder takes "
+                            f"[3, {height}, {width}]; load the videos at its image size")
+    encoder = encoder.eval().to(device)
+    generator = torch.Generator(device).manual_seed(seed)
+    table = videos.with_format("arrow")
+    arrays = {}
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(table), 16), desc="encoding videos", unit="16 videos"):
+            batch = table[start:start + 16]
+            for video_index, frames in zip(batch["video_index"].to_pylist(),
+                                           array_rows(batch["frames"]), strict=True):
+                video = torch.tensor(frames, device=device)[None].float() / 255  # [1,t,3,H,W]
+                state, slots = None, []
+                for chunk in video.split(chunk_frames, dim=1):
+                    output, state = encoder.encode_video(chunk, state, generator=generator,
+                                                         decode=False)
+                    slots.append(output.slots[0])
+                arrays[video_index] = torch.cat(slots).float().cpu().numpy()
+    return ArrayFeatures(arrays, name="slots encoded on the fly")

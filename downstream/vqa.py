@@ -1,0 +1,406 @@
+"""The VQA reasoner on CLEVRER: `accelerate launch downstream/vqa.py`.
+
+    accelerate launch downstream/vqa.py                                  # the built-in default
+    accelerate launch downstream/vqa.py --config configs/vqa/tiny.yaml data.clevrer_root=...
+    accelerate launch downstream/vqa.py --config ... --rollout user/clevrer-rollout-slots
+    python downstream/vqa.py --compare runs/vqa runs/vqa-question-only   # runs side by side
+
+An Aloe-style transformer (`downstream/reasoner.py`) reads the slots of T frames and a question,
+and answers questions of all four CLEVRER types. It trains with the shared accelerate loop
+(`downstream/head_training.py`) on one CPU, one GPU or many processes, on a slot dataset (a
+folder or a Hub id), on slots encoded on the fly by a frozen SmoothSA encoder, or on a baseline's
+inputs (`downstream/vqa_baselines.py`); it writes checkpoints, TensorBoard logs, the model,
+`metrics.json` (`downstream/clevrer_metrics.py`), a table, and for a test split the challenge's
+`submission.json` (`downstream/submission.py`). Two CPU processes:
+`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 downstream/vqa.py ...`
+(`--cpu --num_processes 2` runs one process).
+
+With no arguments the config is `configs/vqa/default.yaml`, whose `prepare` section makes the
+data first (`prepare_default_data`): a small CLEVRER-sim set and its slots, each made once into a
+cache folder.
+"""
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+if str(REPOSITORY) not in sys.path:  # `accelerate launch downstream/vqa.py` runs it as a file
+    sys.path.insert(0, str(REPOSITORY))
+
+import torch  # noqa: E402
+from accelerate import PartialState  # noqa: E402
+from accelerate.utils import gather_object  # noqa: E402
+
+from downstream.clevrer_metrics import format_accuracy_table  # noqa: E402
+from downstream.head_training import (  # noqa: E402
+    HeadTrainingConfig,
+    build_accelerator,
+    evaluation_batches,
+    train_head,
+)
+from downstream.reasoner import ReasonerConfig, ReasonerModel  # noqa: E402
+from downstream.submission import build_submission, write_submission  # noqa: E402
+from downstream.video_features import (  # noqa: E402
+    SlotDatasetFeatures,
+    VideoFeatures,
+    encode_videos,
+)
+from downstream.vqa_baselines import (  # noqa: E402
+    DerangedFeatures,
+    object_state_features,
+)
+from downstream.vqa_data import VqaDataset  # noqa: E402
+from downstream.vqa_task import VqaTask, predict_answers  # noqa: E402
+from ocl.config_loading import config_to_yaml, load_config  # noqa: E402
+from tasks.bad_input import BadInputError  # noqa: E402
+from tasks.clevrer import (  # noqa: E402
+    QuestionLoadingConfig,
+    VideoLoadingConfig,
+    clevrer_vocabulary,
+    load_clevrer_questions,
+    load_clevrer_videos,
+)
+from tasks.clevrer_layout import SPLITS, discover_split  # noqa: E402
+from tasks.collate import CollateConfig, QuestionCollator  # noqa: E402
+from tasks.question_records import read_question_file  # noqa: E402
+from tasks.questions import QuestionVocabulary  # noqa: E402
+from tasks.slots import load_slots  # noqa: E402
+
+DEFAULT_CONFIG = REPOSITORY / "configs" / "vqa" / "default.yaml"
+INPUTS: tuple[str, ...] = ("slots", "none", "shuffled_slots", "object_states")
+
+
+@dataclass
+class VqaDataConfig:
+    """Where the questions and what the reasoner reads of each video come from.
+
+    clevrer_root: a CLEVRER directory in the official layout (questions; annotations for
+        `object_states`; videos for the on-the-fly encoder). Set by `prepare` when it is on.
+    inputs: "slots"; or a baseline: "none" (question-only), "shuffled_slots" (every video reads
+        another video's slots, a fixed derangement), "object_states" (ground truth from the
+        annotations, see downstream/vqa_baselines.py).
+    slots: slot dataset (folder or Hub id) whose splits are named as CLEVRER's.
+    encoder: instead of `slots`, a SmoothSA encoder (folder or Hub id) run once over the videos
+        when the run starts (small data and demos).
+    frame_stride: the on-the-fly encoder reads frames 0, s, 2s, ... of each video.
+    rollout: slot dataset (folder or Hub id) of rollouts, observed + predicted frames: predictive
+        and counterfactual questions read their frames from it in every split the run reads.
+    num_frames: T, frames sampled evenly from each video's slots.
+    max_objects: objects per frame of `object_states` (padded with zeros).
+    train_split, evaluation_split: CLEVRER splits ("" evaluation: none).
+    submission_split: a split to answer into output_dir/submission.json ("" none; "test").
+    max_question_length, max_choice_length: tokens kept (tasks/collate.py).
+    vocabulary_file: question vocabulary ("": built from questions/train.json and cached).
+    cache_dir: caches of question and slot datasets ("": the `datasets` default).
+    """
+
+    clevrer_root: str = ""
+    inputs: str = "slots"
+    slots: str = ""
+    encoder: str = ""
+    frame_stride: int = 4
+    rollout: str = ""
+    num_frames: int = 8
+    max_objects: int = 8
+    train_split: str = "train"
+    evaluation_split: str = "validation"
+    submission_split: str = ""
+    max_question_length: int = 40
+    max_choice_length: int = 20
+    vocabulary_file: str = ""
+    cache_dir: str = ""
+
+    def __post_init__(self):
+        if self.inputs not in INPUTS:
+            raise ValueError(f"data.inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.slots and self.encoder:
+            raise ValueError("give data.slots or data.encoder, not both")
+        if self.rollout and self.inputs != "slots":
+            raise ValueError(f"a rollout extends slots; it goes with data.inputs=slots, not "
+                             f"{self.inputs!r}")
+        if self.num_frames < 1 or self.frame_stride < 1 or self.max_objects < 1:
+            raise ValueError("data.num_frames, frame_stride and max_objects must be >= 1")
+        for name in ("train_split", "evaluation_split", "submission_split"):
+            split = getattr(self, name)
+            if split and split not in SPLITS:
+                raise ValueError(f"data.{name} must be one of {SPLITS} or empty, got {split!r}")
+        if self.train_split == "test":
+            raise ValueError("the test split has no answers to train on")
+        CollateConfig(self.max_question_length, self.max_choice_length)
+
+
+@dataclass
+class ReasonerSettings:
+    """The reasoner's transformer (sizes of the inputs come from the data).
+
+    hidden_size, num_layers, num_heads, intermediate_size: a pre-norm transformer encoder.
+    dropout: in attention, feed-forward and on the input embeddings.
+    """
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    dropout: float = 0.1
+
+
+@dataclass
+class PrepareConfig:
+    """The built-in default's data, made once into `cache_dir` before training (when `enabled`).
+
+    videos, frames, size, seed: the CLEVRER-sim set (`python -m tasks.clevrer_sim`).
+    encoder: the small SmoothSA encoder (folder) whose slots the reasoner reads.
+    """
+
+    enabled: bool = False
+    cache_dir: str = ".cache/vqa-default"
+    videos: int = 300
+    frames: int = 32
+    size: int = 64
+    seed: int = 0
+    encoder: str = "models/smoothsa-clevrer-sim-small"
+
+
+@dataclass
+class VqaConfig:
+    """A VQA experiment: data, reasoner, training and (for the default) data preparation."""
+
+    data: VqaDataConfig = field(default_factory=VqaDataConfig)
+    model: ReasonerSettings = field(default_factory=ReasonerSettings)
+    training: HeadTrainingConfig = field(
+        default_factory=lambda: HeadTrainingConfig(output_dir="runs/vqa")
+    )
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+
+    def __post_init__(self):
+        if self.prepare.enabled:
+            return  # prepare sets clevrer_root and slots
+        if not self.data.clevrer_root:
+            raise ValueError("data.clevrer_root is required (a CLEVRER directory)")
+        if self.data.inputs in ("slots", "shuffled_slots") and not (
+                self.data.slots or self.data.encoder):
+            raise ValueError(f"data.inputs={self.data.inputs} needs data.slots (a slot "
+                             "dataset) or data.encoder (a SmoothSA encoder run on the videos)")
+
+
+@dataclass
+class VqaData:
+    """The datasets of a run and what the reasoner's input sizes follow from."""
+
+    train: VqaDataset
+    evaluation: VqaDataset | None
+    submission: VqaDataset | None
+    vocabulary: QuestionVocabulary
+    num_slots: int
+    slot_dim: int
+
+
+class MissingPieceError(RuntimeError):
+    """The built-in default needs a part of the project that this checkout does not have."""
+
+
+def run_vqa(config: VqaConfig) -> dict[str, float]:
+    """Trains (or resumes) the reasoner, evaluates it, writes its outputs; returns the metrics."""
+    state = PartialState()
+    with state.main_process_first():  # the main process builds the caches, the others read
+        if config.prepare.enabled:
+            clevrer_root, slots = prepare_default_data(config.prepare)
+            config = replace(config, data=replace(config.data, clevrer_root=str(clevrer_root),
+                                                  slots=str(slots)))
+        data = load_vqa_data(config.data, config.training.seed, state.device)
+    torch.manual_seed(config.training.seed)  # before the model's initialisation
+    model = ReasonerModel(reasoner_config(config, data))
+    accelerator = build_accelerator(config.training, "vqa")
+    accelerator.print(
+        f"processes: {accelerator.num_processes}, device {accelerator.device}; reasoner of "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters reads {config.data.inputs}"
+        f"{' and rollouts' if config.data.rollout else ''}; {len(data.train)} training "
+        f"questions, {len(data.evaluation) if data.evaluation else 0} evaluation questions"
+    )
+    output = Path(config.training.output_dir)
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.yaml").write_text(config_to_yaml(config))
+        data.vocabulary.save(output / "vocabulary.json")
+    collate = QuestionCollator(CollateConfig(config.data.max_question_length,
+                                             config.data.max_choice_length))
+    metrics = train_head(model, VqaTask(), data.train, data.evaluation, collate,
+                         config.training, accelerator, evaluation_sharding="disjoint")
+    if data.submission is not None:
+        write_test_submission(model, data.submission, collate, config, accelerator)
+    accelerator.print("\n" + format_accuracy_table({config.data.inputs: metrics}))
+    return metrics
+
+
+def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaData:
+    """The train, evaluation and submission datasets of `data`."""
+    vocabulary = clevrer_vocabulary(data.clevrer_root, data.vocabulary_file or None,
+                                    data.cache_dir or None)
+    encoder = None
+    if data.encoder and data.inputs in ("slots", "shuffled_slots"):
+        from ocl.modeling import SmoothSAModel
+
+        encoder = SmoothSAModel.from_pretrained(data.encoder)
+
+    def split_dataset(split: str) -> VqaDataset | None:
+        if not split:
+            return None
+        questions = load_clevrer_questions(
+            data.clevrer_root, split,
+            QuestionLoadingConfig(check_videos=encoder is not None,
+                                  vocabulary_file=data.vocabulary_file or None),
+            cache_dir=data.cache_dir or None,
+        )
+        rollout = None
+        if data.rollout:
+            rollout = SlotDatasetFeatures(load_slots(data.rollout, split,
+                                                     cache_dir=data.cache_dir or None),
+                                          name=f"rollout dataset {data.rollout} ({split})")
+        return VqaDataset(questions, data.num_frames,
+                          split_features(data, split, encoder, seed, device), rollout)
+
+    train = split_dataset(data.train_split)
+    if data.inputs == "none":
+        num_slots, slot_dim = 1, 1
+    else:
+        num_slots, slot_dim = train.features.num_slots, train.features.feature_dim
+    return VqaData(train, split_dataset(data.evaluation_split),
+                   split_dataset(data.submission_split), vocabulary, num_slots, slot_dim)
+
+
+def split_features(data: VqaDataConfig, split: str, encoder, seed: int,
+                   device: torch.device) -> VideoFeatures | None:
+    """What the reasoner reads of the videos of `split`, by `data.inputs`."""
+    if data.inputs == "none":
+        return None
+    if data.inputs == "object_states":
+        annotations = discover_split(data.clevrer_root, split).annotations
+        return object_state_features(annotations, data.max_objects, data.num_frames)
+    if encoder is not None:
+        videos = load_clevrer_videos(
+            data.clevrer_root, split,
+            VideoLoadingConfig(frame_stride=data.frame_stride,
+                               size=tuple(encoder.config.image_size), with_masks=False),
+            cache_dir=data.cache_dir or None,
+        )
+        slots = encode_videos(encoder, videos, seed=seed, device=device)
+    else:
+        slots = SlotDatasetFeatures(load_slots(data.slots, split,
+                                               cache_dir=data.cache_dir or None),
+                                    name=f"slot dataset {data.slots} ({split})")
+    return DerangedFeatures(slots, seed) if data.inputs == "shuffled_slots" else slots
+
+
+def reasoner_config(config: VqaConfig, data: VqaData) -> ReasonerConfig:
+    settings = config.model
+    return ReasonerConfig(
+        vocabulary_size=len(data.vocabulary), use_slots=config.data.inputs != "none",
+        slot_dim=data.slot_dim, max_slots=data.num_slots, max_frames=config.data.num_frames,
+        max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
+        hidden_size=settings.hidden_size, num_layers=settings.num_layers,
+        num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
+        dropout=settings.dropout,
+    )
+
+
+def write_test_submission(model: ReasonerModel, dataset: VqaDataset, collate, config: VqaConfig,
+                          accelerator) -> None:
+    """Every process answers its share of the submission split; the main process writes
+    output_dir/submission.json in the scene order of the split's question file."""
+    model.eval()
+    batches = evaluation_batches(dataset, collate, config.training, accelerator, "disjoint")
+    with accelerator.autocast():
+        mine = predict_answers(model, batches)
+    predictions = dict(gather_object(list(mine.items())))
+    if accelerator.is_main_process:
+        files = discover_split(config.data.clevrer_root, config.data.submission_split)
+        scenes = read_question_file(files.questions)
+        path = Path(config.training.output_dir) / "submission.json"
+        write_submission(path, build_submission(scenes, predictions), scenes)
+        print(f"wrote {path} ({len(predictions)} questions)")
+
+
+def prepare_default_data(prepare: PrepareConfig) -> tuple[Path, Path]:
+    """The built-in default's data, each part made once into `prepare.cache_dir`: a CLEVRER-sim
+    set (`python -m tasks.clevrer_sim`), then its slots by the small encoder
+    (`downstream.extract.extract_slots`). Returns (CLEVRER directory, slot dataset folder)."""
+    cache = Path(prepare.cache_dir).expanduser()
+    name = f"{prepare.videos}v-{prepare.frames}f-{prepare.size}px-seed{prepare.seed}"
+    clevrer_root, slots = cache / f"clevrer-sim-{name}", cache / f"slots-{name}"
+    missing = []
+    if importlib.util.find_spec("tasks.clevrer_sim") is None:
+        missing.append("the CLEVRER-sim generator (tasks/clevrer_sim)")
+    if importlib.util.find_spec("downstream.extract") is None:
+        missing.append("slot extraction (downstream/extract.py, extract_slots)")
+    if not Path(prepare.encoder).exists():
+        missing.append(f"the small SmoothSA encoder at {prepare.encoder} (prepare.encoder)")
+    if missing:
+        raise MissingPieceError(
+            "the built-in default run needs " + "; ".join(missing) + ". Until they are in this "
+            "checkout, run on your own data: --config configs/vqa/<name>.yaml "
+            "data.clevrer_root=... data.slots=..."
+        )
+    if not (clevrer_root / "questions" / "train.json").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "tasks.clevrer_sim", "--out", str(clevrer_root),
+             "--videos", str(prepare.videos), "--frames", str(prepare.frames),
+             "--size", str(prepare.size), "--seed", str(prepare.seed)],
+            cwd=REPOSITORY, check=True,
+        )
+    if not (slots / "README.md").is_file():
+        from downstream.extract import extract_slots
+
+        extract_slots(encoder=prepare.encoder, clevrer_root=clevrer_root, output=slots,
+                      splits=SPLITS)
+    return clevrer_root, slots
+
+
+def compare_runs(run_folders: list[str]) -> str:
+    """The metrics.json of several runs, side by side."""
+    runs = {}
+    for folder in run_folders:
+        path = Path(folder) / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no metrics.json in {folder}")
+        runs[Path(folder).name] = json.loads(path.read_text())
+    return format_accuracy_table(runs)
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[VqaConfig | None, list[str]]:
+    """(config, []) for a run, or (None, run folders) for `--compare`."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="YAML experiment config (default: the built-in default run)")
+    parser.add_argument("--rollout", help="slot dataset of rollouts (folder or Hub id) for "
+                        "predictive and counterfactual questions; sets data.rollout")
+    parser.add_argument("--compare", nargs="+", metavar="RUN", help="print the metrics of "
+                        "finished runs side by side, and exit")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. "
+                        "training.max_steps=500 data.inputs=none")
+    args = parser.parse_args(argv)
+    if args.compare:
+        return None, args.compare
+    overrides = list(args.overrides)
+    if args.rollout:
+        overrides.append(f"data.rollout={args.rollout}")
+    return load_config(VqaConfig, args.config, overrides), []
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, compared = parse_arguments(argv)
+    if config is None:
+        print(compare_runs(compared))
+        return
+    try:
+        run_vqa(config)
+    except (MissingPieceError, BadInputError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

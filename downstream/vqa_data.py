@@ -1,0 +1,96 @@
+"""The rows the reasoner learns from: each question with T frames of its video's features.
+
+Axis legend: T sampled frames, t frames a video has, n slots, d channels.
+
+`VqaDataset` is map-style, so the shared loop's step sampler can pick rows by index; rows are
+the question columns `tasks/collate.py` reads plus `slots` `[T,n,d]` float32 (none for the
+question-only baseline). The questions stay memory-mapped Arrow and the features are read per
+row, so the dataset costs each process little memory whatever its size.
+
+Frames: T frames spread evenly over the video's t, the first and the last always in
+(`uniform_frame_indices`). With a rollout (the features of the observed frames followed by
+those the dynamics model predicts), predictive and counterfactual questions read their T frames
+spread evenly over the whole rollout instead, so part of them lie after the video's end;
+descriptive and explanatory questions always read the observed video.
+"""
+
+import datasets
+import numpy as np
+from torch.utils.data import Dataset
+
+from downstream.video_features import VideoFeatures, uniform_frame_indices
+from tasks.bad_input import BadInputError
+from tasks.questions import QUESTION_TYPES
+
+QUESTION_COLUMNS: tuple[str, ...] = (
+    "video_index", "question_id", "question_type", "question_tokens", "answer_label",
+    "choice_ids", "choice_tokens", "choice_labels",
+)
+ROLLOUT_TYPES: tuple[str, ...] = ("predictive", "counterfactual")
+
+
+class VqaDataset(Dataset):
+    """Questions (`tasks.clevrer.load_clevrer_questions`) with their videos' features.
+
+    Raises:
+        BadInputError: a question's video is not in `features` (or, for a predictive or
+            counterfactual question, not in `rollout`), or has fewer than `num_frames` frames.
+    """
+
+    def __init__(self, questions: datasets.Dataset, num_frames: int,
+                 features: VideoFeatures | None = None, rollout: VideoFeatures | None = None):
+        if rollout is not None and features is None:
+            raise ValueError("a rollout replaces the slots of some questions; give features too")
+        if rollout is not None and (rollout.num_slots, rollout.feature_dim) != (
+                features.num_slots, features.feature_dim):
+            raise BadInputError(
+                f"rollout slots are [t,{rollout.num_slots},{rollout.feature_dim}], the video "
+                f"slots [t,{features.num_slots},{features.feature_dim}]"
+            )
+        self.questions = questions.select_columns(list(QUESTION_COLUMNS))
+        self.num_frames = num_frames
+        self.features, self.rollout = features, rollout
+        table = self.questions.with_format("arrow")
+        videos = np.asarray(table["video_index"].to_numpy(), dtype=np.int64)
+        kinds = np.asarray(table["question_type"].to_pylist())
+        self.reads_rollout = np.zeros(len(videos), dtype=bool)
+        if rollout is not None:
+            self.reads_rollout = np.isin(kinds, ROLLOUT_TYPES)
+        if features is not None:
+            check_coverage(videos[~self.reads_rollout], features, num_frames, "slots")
+        if rollout is not None:
+            check_coverage(videos[self.reads_rollout], rollout, num_frames, "rollout slots")
+        unknown = set(kinds.tolist()) - set(QUESTION_TYPES)
+        if unknown:
+            raise BadInputError(f"question types {sorted(unknown)} are not {QUESTION_TYPES}")
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.questions[int(index)]
+        source = self.rollout if self.reads_rollout[index] else self.features
+        if source is not None:
+            video = source(row["video_index"])
+            row["slots"] = video[uniform_frame_indices(len(video), self.num_frames)]
+        return row
+
+
+def check_coverage(videos: np.ndarray, features: VideoFeatures, num_frames: int,
+                   what: str) -> None:
+    """Every video in `videos` (one per question) is in `features`, with `num_frames` frames."""
+    held = features.videos()
+    missing = ~np.isin(videos, held)
+    if missing.any():
+        missing_videos = np.unique(videos[missing])
+        raise BadInputError(
+            f"{int(missing.sum())} questions name {len(missing_videos)} videos without {what}, "
+            f"e.g. {missing_videos[:5].tolist()}"
+        )
+    counts = features.frame_counts()
+    short = np.isin(held, videos) & (counts < num_frames)
+    if short.any():
+        raise BadInputError(
+            f"videos {held[short][:5].tolist()} have {counts[short][:5].tolist()} frames of "
+            f"{what}; the reasoner samples num_frames={num_frames}"
+        )
