@@ -136,6 +136,9 @@ def build_accelerator(config: HeadTrainingConfig, run_name: str) -> Accelerator:
     accelerator = Accelerator(
         mixed_precision=precision,
         gradient_accumulation_steps=config.gradient_accumulation,
+        # accelerate would step a prepared schedule once per process at every optimiser step,
+        # as if each process had its own epoch; our steps are global, so the loop steps it
+        step_scheduler_with_optimizer=False,
         log_with=None if config.tracker == "none" else config.tracker,
         project_dir=config.output_dir,
     )
@@ -153,11 +156,14 @@ def train_head(
     config: HeadTrainingConfig,
     accelerator: Accelerator,
     evaluation_sharding: EvaluationSharding = "padded",
+    finish: Callable[[PreTrainedModel, Accelerator], None] | None = None,
 ) -> dict[str, float]:
     """Trains `model` (resuming from the newest checkpoint in `output_dir`), evaluates it,
     exports it to `output_dir/model` and writes `output_dir/metrics.json`. Returns the metrics.
 
     `evaluation_sharding`: how evaluation batches are split over processes (module docstring).
+    `finish(model, accelerator)`: called on every process with the trained (unwrapped) model
+    after the export, while the processes can still talk (the end of training closes them).
     """
     output = Path(config.output_dir)
     micro_batch = config.batch_size // (accelerator.num_processes * config.gradient_accumulation)
@@ -211,10 +217,10 @@ def train_head(
             if accelerator.sync_gradients and config.gradient_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
-            schedule.step()
             optimizer.zero_grad()
         if not accelerator.sync_gradients:
             continue
+        schedule.step()  # once per optimiser step, however many processes (see build_accelerator)
         step += 1
         progress.update(1)
         if config.log_every and step % config.log_every == 0:
@@ -235,6 +241,8 @@ def train_head(
     save_checkpoint(accelerator, output / "checkpoints", step, config.keep_checkpoints)
     if accelerator.is_main_process:
         export_model(accelerator.unwrap_model(model), metrics, output)
+    if finish is not None:
+        finish(accelerator.unwrap_model(model), accelerator)
     accelerator.end_training()
     return metrics
 

@@ -33,7 +33,6 @@ if str(REPOSITORY) not in sys.path:  # `accelerate launch downstream/vqa.py` run
     sys.path.insert(0, str(REPOSITORY))
 
 import torch  # noqa: E402
-from accelerate import PartialState  # noqa: E402
 from accelerate.utils import gather_object  # noqa: E402
 
 from downstream.clevrer_metrics import format_accuracy_table  # noqa: E402
@@ -206,16 +205,16 @@ class MissingPieceError(RuntimeError):
 
 def run_vqa(config: VqaConfig) -> dict[str, float]:
     """Trains (or resumes) the reasoner, evaluates it, writes its outputs; returns the metrics."""
-    state = PartialState()
-    with state.main_process_first():  # the main process builds the caches, the others read
+    # the accelerator first: its state reads ACCELERATE_USE_CPU (several CPU processes)
+    accelerator = build_accelerator(config.training, "vqa")
+    with accelerator.main_process_first():  # the main process builds the caches, others read
         if config.prepare.enabled:
             clevrer_root, slots = prepare_default_data(config.prepare)
             config = replace(config, data=replace(config.data, clevrer_root=str(clevrer_root),
                                                   slots=str(slots)))
-        data = load_vqa_data(config.data, config.training.seed, state.device)
+        data = load_vqa_data(config.data, config.training.seed, accelerator.device)
     torch.manual_seed(config.training.seed)  # before the model's initialisation
     model = ReasonerModel(reasoner_config(config, data))
-    accelerator = build_accelerator(config.training, "vqa")
     accelerator.print(
         f"processes: {accelerator.num_processes}, device {accelerator.device}; reasoner of "
         f"{sum(p.numel() for p in model.parameters()):,} parameters reads {config.data.inputs}"
@@ -229,10 +228,13 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
         data.vocabulary.save(output / "vocabulary.json")
     collate = QuestionCollator(CollateConfig(config.data.max_question_length,
                                              config.data.max_choice_length))
+
+    def write_submission_file(trained: ReasonerModel, accelerator) -> None:
+        write_test_submission(trained, data.submission, collate, config, accelerator)
+
     metrics = train_head(model, VqaTask(), data.train, data.evaluation, collate,
-                         config.training, accelerator, evaluation_sharding="disjoint")
-    if data.submission is not None:
-        write_test_submission(model, data.submission, collate, config, accelerator)
+                         config.training, accelerator, evaluation_sharding="disjoint",
+                         finish=write_submission_file if data.submission is not None else None)
     accelerator.print("\n" + format_accuracy_table({config.data.inputs: metrics}))
     return metrics
 

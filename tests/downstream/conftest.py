@@ -1,52 +1,16 @@
-"""Fixtures of the VQA tests: a tiny CLEVRER directory with a slot dataset of every split."""
+"""Fixtures of the head tests."""
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
-from tasks.slots import SlotProvenance, SlotShardWriter, SlotSpec, slot_dataset_card
-from tests.tasks.clevrer_directory import ClevrerDirectory, make_clevrer_directory
+from tests.downstream.vqa_files import VqaFiles, make_vqa_files
 
-# one thread: the tiny models gain nothing from more, and threads of several test processes on
-# a shared machine slow each other down many times over
+# one thread: the tiny models gain nothing from more, and the threads of several test processes
+# on a shared machine slow each other down many times over
 torch.set_num_threads(1)
-
-SLOT_SPEC = SlotSpec(num_slots=3, slot_dim=8, dtype="float16")
-PROVENANCE = SlotProvenance(encoder_id="tiny/smoothsa-video", config_hash="0123abcd",
-                            frame_stride=1)
-
-
-@dataclass
-class VqaFiles:
-    clevrer: ClevrerDirectory
-    slots: Path  # slot dataset of every split, 5 frames a video
-    cache: Path  # question and slot dataset caches
-
-
-def video_slots(video_index: int, num_frames: int, spec: SlotSpec = SLOT_SPEC,
-                offset: float = 0.0) -> np.ndarray:
-    """[t,n,d]: frame f of video v holds v's random slots + offset + f (frames tell apart)."""
-    base = np.random.default_rng(video_index).standard_normal((1, spec.num_slots, spec.slot_dim))
-    return base + offset + np.arange(num_frames)[:, None, None]
-
-
-def write_slot_dataset(folder: Path, splits: dict[str, tuple[int, ...]], num_frames: int = 5,
-                       offset: float = 0.0) -> Path:
-    for split, videos in splits.items():
-        with SlotShardWriter(folder, SLOT_SPEC, PROVENANCE, split=split) as writer:
-            for video_index in videos:
-                writer.write(video_index, video_slots(video_index, num_frames, offset=offset))
-    (folder / "README.md").write_text(slot_dataset_card(SLOT_SPEC, PROVENANCE,
-                                                        tuple(splits)))
-    return folder
 
 
 @pytest.fixture(scope="session")
 def vqa_files(tmp_path_factory) -> VqaFiles:
-    root = tmp_path_factory.mktemp("vqa")
-    clevrer = make_clevrer_directory(root / "clevrer")
-    return VqaFiles(clevrer, write_slot_dataset(root / "slots", clevrer.splits),
-                    root / "cache")
+    """A tiny CLEVRER directory and a slot dataset of its splits, written once."""
+    return make_vqa_files(tmp_path_factory.mktemp("vqa"))

@@ -103,7 +103,7 @@ def test_baselines_train_with_the_same_script(vqa_files, tmp_path, inputs, use_s
 
 
 def test_rollout_flag_feeds_predictive_and_counterfactual_questions(vqa_files, tmp_path):
-    from tests.downstream.conftest import write_slot_dataset
+    from tests.downstream.vqa_files import write_slot_dataset
 
     rollout = write_slot_dataset(tmp_path / "rollout", vqa_files.clevrer.splits, num_frames=9,
                                  offset=100.0)
