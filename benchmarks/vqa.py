@@ -1,0 +1,145 @@
+"""Training speed of the VQA reasoner, and its achieved FLOP/s as a share of the machine's.
+
+The reasoner of a config (default: the main job's, `configs/vqa/default.yaml`) trains on
+synthetic batches shaped like CLEVRER's (question lengths, the share of each question type and
+their choices), with AdamW: training samples (questions) per second. Its FLOPs per sample are
+counted with `torch.utils.flop_counter.FlopCounterMode` over one training step (forward and
+backward); achieved FLOP/s = FLOPs per step / seconds per step. In the same run a large
+`torch.matmul` is timed: the machine's measured matmul FLOP/s, the ceiling the ratio is taken
+against. On CUDA both run in bf16.
+
+    python benchmarks/vqa.py [--config configs/vqa/default.yaml] [--device cpu|cuda]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import describe_machine  # noqa: E402
+from downstream.reasoner import ReasonerConfig, ReasonerModel  # noqa: E402
+from downstream.vqa import DEFAULT_CONFIG, VqaConfig  # noqa: E402
+from downstream.vqa_task import VqaTask  # noqa: E402
+from ocl.config_loading import load_config  # noqa: E402
+from tasks.collate import QuestionBatch, QuestionCollator  # noqa: E402
+from tasks.questions import DESCRIPTIVE_ANSWERS  # noqa: E402
+
+VOCABULARY = 80  # CLEVRER's question vocabulary is about 80 words
+# (question type, share of the training questions, choices of each)
+QUESTION_MIX = (("descriptive", 0.72, 0), ("explanatory", 0.11, 3), ("predictive", 0.05, 2),
+                ("counterfactual", 0.12, 3))
+
+
+def synthetic_batch(batch_size: int, num_frames: int, num_slots: int, slot_dim: int,
+                    generator: torch.Generator) -> QuestionBatch:
+    """`batch_size` questions in CLEVRER's type shares: ~15-word questions, ~8-word choices."""
+    rows = []
+    for kind, share, choices in QUESTION_MIX:
+        for _ in range(round(share * batch_size)):
+            def words(low, high):
+                length = int(torch.randint(low, high, (1,), generator=generator))
+                return torch.randint(3, VOCABULARY, (length,), generator=generator).tolist()
+
+            rows.append({
+                "video_index": len(rows), "question_id": 0, "question_type": kind,
+                "question_tokens": words(10, 21),
+                "answer_label": int(torch.randint(len(DESCRIPTIVE_ANSWERS), (1,),
+                                                  generator=generator)) if not choices else -1,
+                "choice_ids": list(range(choices)),
+                "choice_tokens": [words(5, 12) for _ in range(choices)],
+                "choice_labels": torch.randint(2, (choices,), generator=generator).tolist(),
+                "slots": torch.randn(num_frames, num_slots, slot_dim,
+                                     generator=generator).numpy(),
+            })
+    return QuestionCollator()(rows[:batch_size])
+
+
+def matmul_flops_per_second(device: str, dtype: torch.dtype, size: int = 2048,
+                            repeats: int = 10) -> float:
+    """FLOP/s of `size` x `size` matrix products on `device`, best of `repeats`."""
+    left = torch.randn(size, size, device=device, dtype=dtype)
+    right = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.matmul(left, right)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="VQA config (its model, "
+                        "num_frames and batch_size)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--num-slots", type=int, default=7, help="slots per frame")
+    parser.add_argument("--slot-dim", type=int, default=64, help="channels of a slot")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    args = parser.parse_args()
+    config = load_config(VqaConfig, args.config)
+    settings, batch_size = config.model, config.training.batch_size
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+
+    torch.manual_seed(0)
+    model = ReasonerModel(ReasonerConfig(
+        vocabulary_size=VOCABULARY, slot_dim=args.slot_dim, max_slots=args.num_slots,
+        max_frames=config.data.num_frames,
+        max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
+        hidden_size=settings.hidden_size, num_layers=settings.num_layers,
+        num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
+        dropout=settings.dropout,
+    )).to(args.device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    batches = [synthetic_batch(batch_size, config.data.num_frames, args.num_slots,
+                               args.slot_dim, generator).to(args.device) for _ in range(4)]
+    task = VqaTask()
+
+    def train_step(batch: QuestionBatch) -> None:
+        with torch.autocast(args.device, dtype=dtype, enabled=args.device == "cuda"):
+            loss = task.training_loss(model, batch)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    with FlopCounterMode(display=False) as counter:
+        train_step(batches[0])
+    flops_per_step = counter.get_total_flops()
+    for batch in batches[:3]:  # warm-up
+        train_step(batch)
+    synchronize(args.device)
+    start = time.perf_counter()
+    for step in range(args.steps):
+        train_step(batches[step % len(batches)])
+    synchronize(args.device)
+    seconds_per_step = (time.perf_counter() - start) / args.steps
+    achieved = flops_per_step / seconds_per_step
+    machine = matmul_flops_per_second(args.device, dtype)
+
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    sequences = batches[0].question_tokens.shape[0] + batches[0].choice_tokens.shape[0]
+    print(describe_machine())
+    print(f"reasoner of {args.config}: {parameters:,} parameters, hidden {settings.hidden_size}"
+          f", {settings.num_layers} layers; {config.data.num_frames} frames x {args.num_slots} "
+          f"slots of {args.slot_dim}; batch {batch_size} questions ({sequences} sequences with "
+          f"the choices); device {args.device}, {str(dtype).removeprefix('torch.')}\n")
+    print(f"{'training samples/s':<34}{batch_size / seconds_per_step:>12.1f}")
+    print(f"{'GFLOP per sample (fwd + bwd)':<34}{flops_per_step / batch_size / 1e9:>12.3f}")
+    print(f"{'achieved GFLOP/s':<34}{achieved / 1e9:>12.1f}")
+    print(f"{'machine matmul GFLOP/s (2048^2)':<34}{machine / 1e9:>12.1f}")
+    print(f"{'achieved / machine matmul':<34}{achieved / machine:>12.1%}")
+
+
+if __name__ == "__main__":
+    main()

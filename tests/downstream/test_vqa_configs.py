@@ -1,0 +1,70 @@
+"""Every shipped VQA config loads; the baselines differ from the main job only in their inputs;
+the no-argument run reads the main job's config; finished runs print side by side."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from downstream.vqa import (
+    DEFAULT_CONFIG,
+    REPOSITORY,
+    MissingPieceError,
+    VqaConfig,
+    main,
+    parse_arguments,
+    prepare_default_data,
+)
+from ocl.config_loading import load_config
+
+CONFIGS = sorted((REPOSITORY / "configs" / "vqa").glob("*.yaml"))
+BASELINES = {"question_only": "none", "shuffled_slots": "shuffled_slots",
+             "object_states": "object_states"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
+def test_every_shipped_config_loads(path):
+    config = load_config(VqaConfig, path, ["data.clevrer_root=clevrer", "data.slots=slots"])
+    assert config.training.batch_size % config.training.gradient_accumulation == 0
+
+
+def test_baselines_are_the_main_job_with_other_inputs():
+    default = load_config(VqaConfig, DEFAULT_CONFIG)
+    assert {path.stem for path in CONFIGS} >= {"default", "tiny", *BASELINES}
+    for name, inputs in BASELINES.items():
+        baseline = load_config(VqaConfig, REPOSITORY / "configs" / "vqa" / f"{name}.yaml")
+        assert baseline.data.inputs == inputs
+        assert baseline.training.output_dir != default.training.output_dir
+        assert replace(baseline, data=replace(baseline.data, inputs="slots"),
+                       training=replace(baseline.training,
+                                        output_dir=default.training.output_dir)) == default
+
+
+def test_no_arguments_run_the_main_job_and_name_what_is_missing(tmp_path):
+    config, _ = parse_arguments([])
+    assert config == load_config(VqaConfig, DEFAULT_CONFIG) and config.prepare.enabled
+    prepare = replace(config.prepare, cache_dir=str(tmp_path), encoder=str(tmp_path / "nowhere"))
+    with pytest.raises(MissingPieceError, match=f"small SmoothSA encoder at {tmp_path}/nowhere"):
+        prepare_default_data(prepare)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_configs_are_named():
+    with pytest.raises(ValueError, match="data.inputs must be one of"):
+        load_config(VqaConfig, None, ["data.inputs=pixels", "data.clevrer_root=x"])
+    with pytest.raises(ValueError, match="needs data.slots"):
+        load_config(VqaConfig, None, ["data.clevrer_root=x"])
+    with pytest.raises(ValueError, match="the test split has no answers"):
+        load_config(VqaConfig, None, ["data.train_split=test", "data.inputs=none",
+                                      "data.clevrer_root=x"])
+
+
+def test_compare_prints_runs_side_by_side(tmp_path, capsys):
+    for name, accuracy in (("vqa", 0.9), ("vqa-question-only", 0.4)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({"descriptive/accuracy": accuracy}))
+    main(["--compare", str(tmp_path / "vqa"), str(tmp_path / "vqa-question-only")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == ["vqa", "vqa-question-only"]
+    assert lines[1].split() == ["descriptive/accuracy", "90.0", "40.0"]
