@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from downstream.reasoner import ReasonerModel
+from downstream.reasoner import ReasonerConfig, ReasonerModel
 from downstream.submission import validate_submission
 from downstream.vqa import (
     REPOSITORY,
@@ -142,3 +142,19 @@ def test_slots_encoded_on_the_fly(vqa_files, tmp_path):
     assert data.train[0]["slots"].shape == (3, 4, 32)  # tiny encoder: 4 slots of 32
     assert data.train.features.frame_counts().tolist() == [4, 4, 4]  # 8 frames, stride 2
     run_vqa(config)
+
+
+def test_gradient_accumulation_gives_the_same_run(vqa_files, tmp_path):
+    """Micro-batches of 4 accumulated twice make the step a batch of 8 makes (the loss is a sum
+    over questions over a fixed count)."""
+    for name, accumulation in (("whole", 1), ("accumulated", 2)):
+        run_vqa(tiny_config(vqa_files, tmp_path / name,
+                            f"training.gradient_accumulation={accumulation}"))
+    torch.manual_seed(0)
+    initial = ReasonerModel(ReasonerConfig.from_pretrained(tmp_path / "whole" / "model"))
+    initial = initial.state_dict()
+    whole, accumulated = (load_file(tmp_path / name / "model" / "model.safetensors")
+                          for name in ("whole", "accumulated"))
+    moved = sum((value - initial[key]).abs().sum() for key, value in whole.items())
+    apart = sum((value - accumulated[key]).abs().sum() for key, value in whole.items())
+    assert apart < 1e-3 * moved
