@@ -19,6 +19,7 @@ class VideoDataConfig:
     max_train_videos, max_validation_videos: use at most this many (0: all).
     batch_size: clips per training step.
     num_workers: data-loading processes.
+    preload: hold the training frames in memory (fast clips; needs v*t*3*h*w bytes).
     cache_dir: where decoded datasets are cached (default: beside the data).
     """
 
@@ -33,6 +34,7 @@ class VideoDataConfig:
     max_validation_videos: int = 24
     batch_size: int = 32
     num_workers: int = 0
+    preload: bool = False
     cache_dir: str | None = None
 
     def __post_init__(self):

@@ -92,6 +92,19 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(clevrer_root,
         assert torch.equal(whole[key], resumed[key]), key
 
 
+def test_preloaded_frames_give_the_same_clips(clevrer_root, tmp_path):
+    from ocl.video_data import StepIndexedClips, VideoClipDataModule, preload_frames
+
+    config = training_config(clevrer_root, tmp_path / "run").data
+    data = VideoClipDataModule(config, max_steps=4, steps_per_epoch=4, seed=1)
+    data.setup()
+    mapped = StepIndexedClips(data.train_videos, 2, 16, seed=1)
+    preloaded = StepIndexedClips(preload_frames(data.train_videos), 2, 16, seed=1)
+    assert preloaded.videos.shape == (3, 6, 3, 32, 32)
+    for index in range(16):
+        assert torch.equal(mapped[index]["frames"], preloaded[index]["frames"])
+
+
 def test_nan_loss_stops_training_with_a_clear_message():
     model = SmoothSAModel(tiny_config("cnn", "broadcast"))
     with torch.no_grad():
