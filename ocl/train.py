@@ -64,6 +64,8 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
     (output / "config.yaml").write_text(config_to_yaml(config))
     L.seed_everything(config.trainer.seed, verbose=False)  # before the model is built
     model = SmoothSAModel(SmoothSAConfig(**config.model))
+    if config.backbone_weights:
+        model.backbone.load_pretrained(config.backbone_weights)
     module = SmoothSATraining(
         model, config.optim, config.losses, config.trainer.seed, config.trainer.segmentation_from
     )

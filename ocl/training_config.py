@@ -111,9 +111,12 @@ class TrainerConfig:
 
 @dataclass
 class EncoderTrainingConfig:
-    """model: SmoothSAConfig fields; the rest as documented in each section."""
+    """model: SmoothSAConfig fields; backbone_weights: a Hub id or folder of pretrained
+    DINOv2-with-registers weights loaded into a "dinov2" backbone; the rest as documented in each
+    section."""
 
     model: dict[str, Any] = field(default_factory=dict)
+    backbone_weights: str | None = None
     data: VideoDataConfig = field(default_factory=VideoDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     losses: LossWeights = field(default_factory=LossWeights)
