@@ -126,3 +126,21 @@ def test_preheat_detach_schedule():
         flags.append(bool(model.initializer.detach_flag))
     del type(module).global_step
     assert flags == [True, True, False, False]
+
+
+def test_evaluation_table_scores_encoders_and_grids(clevrer_root, tmp_path):
+    from ocl.evaluate import main as evaluate
+
+    model = SmoothSAModel(tiny_config("cnn", "broadcast"))
+    model.save_pretrained(tmp_path / "tiny" / "encoder")
+    scores = evaluate([
+        "--encoders", str(tmp_path / "tiny" / "encoder"), "--data", str(clevrer_root),
+        "--frames", "4", "--untrained", "--cache-dir", str(tmp_path / "cache"),
+        "--out", str(tmp_path / "scores.json"),
+    ])
+    assert list(scores) == ["tiny", "tiny (untrained)", "grid_2x2", "grid_3x3",
+                            "horizontal_stripes", "vertical_stripes"]
+    for score in scores.values():
+        assert -1 <= score.ari <= 1 and 0 <= score.mbo <= 1 and 0 <= score.miou <= 1
+    assert scores["tiny"].frames_per_second > 0 and scores["grid_2x2"].frames_per_second is None
+    assert "grid_3x3" in (tmp_path / "scores.json").read_text()
