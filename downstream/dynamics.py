@@ -196,9 +196,8 @@ class DynamicsTask:
     encoder: SmoothSAModel | None = None
 
     def training_loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
-        slots = batch["slots"]
-        predicted = model(slots[:, :self.window], steps=self.rollout_steps).slots
-        losses = {"slot_mse": F.mse_loss(predicted, slots[:, self.window:])}
+        predicted, target = self.roll_out(model, batch["slots"])
+        losses = {"slot_mse": F.mse_loss(predicted, target)}
         loss = losses["slot_mse"]
         if self.reconstruction_weight > 0:
             _, reconstruction = self.encoder.decode_slots(predicted)
@@ -213,15 +212,21 @@ class DynamicsTask:
         """Slot MSE of the rollout at each step and over all steps."""
         errors = []
         for batch in batches:
-            slots = batch["slots"]
-            predicted = model(slots[:, :self.window], steps=self.rollout_steps).slots
-            error = (predicted - slots[:, self.window:]).pow(2).mean(dim=(2, 3))  # [b,steps]
+            predicted, target = self.roll_out(model, batch["slots"])
+            error = (predicted - target).pow(2).mean(dim=(2, 3))  # [b,steps]
             errors.append(accelerator.gather_for_metrics(error))
         per_step = torch.cat(errors).mean(dim=0)
         metrics = {"slot_mse": per_step.mean().item()}
         metrics.update({f"slot_mse_step_{k + 1:02d}": value.item()
                         for k, value in enumerate(per_step)})
         return metrics
+
+    def roll_out(self, model: torch.nn.Module, slots: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's rollout after the first `window` frames of `slots` and the true slots
+        of those frames, each `[b,steps,n,d]` (through `forward`, so wrapped models work)."""
+        predicted = model(slots[:, :self.window], steps=self.rollout_steps).slots
+        return predicted, slots[:, self.window:]
 
 
 def reconstruction_target(encoder: SmoothSAModel, frames: torch.Tensor) -> torch.Tensor:
