@@ -273,11 +273,8 @@ def encode_samples(
     index in the source (which seeds their noise)."""
     device = next(encoder.parameters()).device
     size = tuple(encoder.config.image_size)
-    frames = torch.stack([sample.frames for sample in batch.values()]).to(device)
-    pixels = rearrange(frames, "b t c h w -> (b t) c h w").float() / 255
-    if tuple(pixels.shape[-2:]) != size:
-        pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True)
-    num_frames = frames.shape[1]
+    pixels = torch.cat([_resized(sample.frames.to(device), size) for sample in batch.values()])
+    num_frames = next(iter(batch.values())).num_frames
     video = encoder.config.is_video
     noise = torch.stack([
         torch.randn(1 if video else num_frames, encoder.config.num_slots, encoder.config.slot_dim,
@@ -296,6 +293,14 @@ def encode_samples(
         slots = rearrange(slots, "(b t) n d -> b t n d", t=num_frames)
         masks = rearrange(masks, "(b t) n h w -> b t n h w", t=num_frames)
     return slots, masks
+
+
+def _resized(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`[t,3,H,W]` uint8 -> `[t,3,h,w]` float pixels in [0,1] of the encoder's input size."""
+    pixels = frames.float() / 255
+    if tuple(pixels.shape[-2:]) != size:
+        pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True)
+    return pixels
 
 
 def _batches_of_equal_length(
