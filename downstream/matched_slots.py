@@ -25,9 +25,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from tqdm.auto import tqdm
 
 from downstream.boxes import boxes_from_masks, normalize_boxes
@@ -57,8 +58,9 @@ class MatchingConfig:
     mask_source: "attention" (Slot Attention's masks, the paper's choice) or "decoder" (the
         decoder's masks).
     batch_size: images or videos per encoder call (videos of equal length are batched).
-    seed: the preheater noise of sample i is drawn from a generator seeded by (seed, i), so the
-        matched slots do not depend on batching or on the number of processes.
+    seed: the preheater noise of a sample is a function of (seed, its sample_id) (see
+        `sample_noise`), so the matched slots do not depend on batching or on the number of
+        processes.
     """
 
     threshold: float = 0.1
@@ -269,30 +271,36 @@ def extract_matched_slots(
 def encode_samples(
     encoder: SmoothSAModel, batch: dict[int, LabelledFrames], config: MatchingConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slots `[b,t,n,d]` and masks `[b,t,n,h,w]` of samples of equal length t, keyed by their
-    index in the source (which seeds their noise)."""
+    """Slots `[b,t,n,d]` and masks `[b,t,n,h,w]` of samples of equal length t (keyed by their
+    index in the source). An image encoder encodes every frame alone, with the sample's noise."""
     device = next(encoder.parameters()).device
     size = tuple(encoder.config.image_size)
     pixels = torch.cat([_resized(sample.frames.to(device), size) for sample in batch.values()])
     num_frames = next(iter(batch.values())).num_frames
     video = encoder.config.is_video
-    noise = torch.stack([
-        torch.randn(1 if video else num_frames, encoder.config.num_slots, encoder.config.slot_dim,
-                    generator=torch.Generator().manual_seed(config.seed * 1_000_003 + index))
-        for index in batch
-    ]).to(device)
+    noise = torch.stack([sample_noise(config.seed, sample.sample_id, encoder)
+                         for sample in batch.values()]).to(device)
     decode = config.mask_source == "decoder"
     if video:
         pixels = rearrange(pixels, "(b t) c h w -> b t c h w", t=num_frames)
-        output = encoder(pixels, noise=noise[:, 0], decode=decode)
+        output = encoder(pixels, noise=noise, decode=decode)
     else:
-        output = encoder(pixels, noise=rearrange(noise, "b t n d -> (b t) n d"), decode=decode)
+        noise = repeat(noise, "b n d -> (b t) n d", t=num_frames)
+        output = encoder(pixels, noise=noise, decode=decode)
     masks = output.decoder_attention if decode else output.attention
     slots = output.slots
     if not video:
         slots = rearrange(slots, "(b t) n d -> b t n d", t=num_frames)
         masks = rearrange(masks, "(b t) n h w -> b t n h w", t=num_frames)
     return slots, masks
+
+
+def sample_noise(seed: int, sample_id: int, encoder: SmoothSAModel) -> torch.Tensor:
+    """The preheater's standard normal sample `[n,d]` (float32, CPU) for one image or video: a
+    pure function of (seed, sample_id), drawn as `downstream/extract.py` draws it per video."""
+    state = np.random.SeedSequence([seed, sample_id]).generate_state(1, dtype=np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(state))
+    return torch.randn(encoder.config.num_slots, encoder.config.slot_dim, generator=generator)
 
 
 def _resized(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

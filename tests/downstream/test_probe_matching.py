@@ -13,6 +13,7 @@ from downstream.matched_slots import (
     extract_matched_slots,
     match_sample,
     match_stored_slots,
+    sample_noise,
 )
 from ocl.modeling import SmoothSAModel
 from tasks.slots import SlotProvenance, SlotShardWriter, SlotSpec, load_slots
@@ -98,15 +99,16 @@ def test_concatenate_sums_counts_and_keeps_order():
 
 
 @torch.no_grad()
-def encode_directly(encoder, sample, index):
+def encode_directly(encoder, sample):
     """Slots `[t,n,d]` and attention `[t,n,h,w]` of a sample, with the noise that
-    extract_matched_slots draws for source index `index` (seed 0)."""
+    extract_matched_slots draws for it (seed 0)."""
     pixels = F.interpolate(sample.frames.float() / 255, size=(32, 32), mode="bilinear",
                            antialias=True)
     video = encoder.config.is_video
-    noise = torch.randn(1 if video else sample.num_frames, 4, 32,
-                        generator=torch.Generator().manual_seed(index))
-    output = encoder(pixels[None] if video else pixels, noise=noise, decode=False)
+    noise = sample_noise(0, sample.sample_id, encoder)[None]
+    output = encoder(pixels[None] if video else pixels,
+                     noise=noise if video else noise.expand(sample.num_frames, -1, -1),
+                     decode=False)
     if video:
         return output.slots[0], output.attention[0]
     return output.slots, output.attention
@@ -148,7 +150,7 @@ def test_extraction_counts_are_consistent(clevrer_source, video):
         assert len(torch.cat([frames, index[:, None]], 1).unique(dim=0)) == matched.num_matched
     # a matched slot is a row of the encoder's output
     first = samples[0]
-    slots, _ = encode_directly(encoder, first, index=0)
+    slots, _ = encode_directly(encoder, first)
     mine = matched.sample_id == first.sample_id
     for slot, frame in zip(matched.slots[mine], matched.frame_index[mine], strict=True):
         assert (slots[frame] - slot).abs().amax(dim=-1).min() < 1e-5
@@ -166,8 +168,8 @@ def test_stored_slots_match_like_the_encoder(clevrer_source, tmp_path):
     encoder = SmoothSAModel(tiny_config()).eval()
     spec = SlotSpec(num_slots=4, slot_dim=32, dtype="float32", mask_size=encoder.grid)
     with SlotShardWriter(tmp_path / "slots", spec, SlotProvenance("tiny", "hash", 1)) as writer:
-        for index, sample in enumerate(clevrer_source):
-            slots, attention = encode_directly(encoder, sample, index)
+        for sample in clevrer_source:
+            slots, attention = encode_directly(encoder, sample)
             writer.write(sample.sample_id, slots.numpy(), attention.numpy())
     stored = match_stored_slots(load_slots(tmp_path / "slots", cache_dir=tmp_path / "hf"),
                                 clevrer_source)
