@@ -12,6 +12,7 @@ from downstream.coco_source import CocoObjects
 from downstream.matched_slots import extract_matched_slots
 from ocl.modeling import SmoothSAModel
 from tasks.bad_input import BadInputError
+from tests.downstream.probe_setting import one_torch_thread  # noqa: F401
 from tests.ocl.tiny import tiny_config
 
 

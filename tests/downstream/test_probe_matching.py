@@ -13,10 +13,10 @@ from downstream.matched_slots import (
     extract_matched_slots,
     match_sample,
     match_stored_slots,
-    sample_noise,
 )
 from ocl.modeling import SmoothSAModel
 from tasks.slots import SlotProvenance, SlotShardWriter, SlotSpec, load_slots
+from tests.downstream.probe_setting import encode_directly, one_torch_thread  # noqa: F401
 from tests.ocl.tiny import tiny_config
 from tests.tasks.clevrer_directory import make_clevrer_directory
 
@@ -96,22 +96,6 @@ def test_concatenate_sums_counts_and_keeps_order():
     joined = MatchedSlots.concatenate([MatchedSlots.empty(3, SPECS), part, part])
     assert joined.num_matched == 4 and joined.num_objects == 6
     assert torch.equal(joined.slots[2:], part.slots)
-
-
-@torch.no_grad()
-def encode_directly(encoder, sample):
-    """Slots `[t,n,d]` and attention `[t,n,h,w]` of a sample, with the noise that
-    extract_matched_slots draws for it (seed 0)."""
-    pixels = F.interpolate(sample.frames.float() / 255, size=(32, 32), mode="bilinear",
-                           antialias=True)
-    video = encoder.config.is_video
-    noise = sample_noise(0, sample.sample_id, encoder)[None]
-    output = encoder(pixels[None] if video else pixels,
-                     noise=noise if video else noise.expand(sample.num_frames, -1, -1),
-                     decode=False)
-    if video:
-        return output.slots[0], output.attention[0]
-    return output.slots, output.attention
 
 
 @pytest.fixture(scope="module")
