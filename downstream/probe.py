@@ -101,7 +101,8 @@ class ProbeDataConfig:
     coco_train_annotations, coco_train_images, coco_evaluation_annotations,
         coco_evaluation_images: instances JSON and image folder of each COCO split.
     include_crowd: COCO crowd instances count as objects.
-    cache_dir: where CLEVRER video datasets are cached (null: the datasets cache).
+    cache_dir: where CLEVRER videos and slot datasets are cached as Arrow (null: the
+        Hugging Face datasets cache).
     """
 
     source: str = "clevrer"
@@ -179,8 +180,9 @@ def load_encoder(entry: EncoderEntry) -> SmoothSAModel:
     return encoder.eval().requires_grad_(False)
 
 
-def object_source(data: ProbeDataConfig, training: bool, frame_stride: int | None = None,
-                  ) -> ObjectSource:
+def object_source(
+    data: ProbeDataConfig, training: bool, frame_stride: int | None = None
+) -> ObjectSource:
     """The images or videos of the training or the held-out split, with their objects."""
     if data.source == "coco":
         return CocoObjects(
@@ -204,7 +206,7 @@ def matched_split(entry: EncoderEntry, encoder: SmoothSAModel | None, training: 
     progress = state.is_local_main_process
     if config.data.source == "slot_dataset":
         split = config.data.train_split if training else config.data.evaluation_split
-        slots = load_slots(entry.path, split=split)
+        slots = load_slots(entry.path, split=split, cache_dir=config.data.cache_dir)
         stride = slot_provenance(slots).frame_stride
         with state.main_process_first():  # the first process builds the video cache
             source = object_source(config.data, training, frame_stride=stride)
@@ -242,7 +244,8 @@ def run_probe_table(config: ProbeConfig) -> dict[str, dict[str, float]]:
                   f"{evaluation.num_matched}/{evaluation.num_objects} held-out objects "
                   "matched; training the probes")
             columns[entry.title] = run_probes(train, evaluation, config.class_attribute,
-                                              config.attributes, config.training, state.device)
+                                              config.attributes, config.training, state.device,
+                                              progress=True)
         del encoder
     if state.is_main_process:
         output = Path(config.output_dir)

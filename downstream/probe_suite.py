@@ -23,6 +23,7 @@ from functools import partial
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from downstream.boxes import convert_boxes
 from downstream.labelled_objects import AttributeSpec
@@ -46,12 +47,14 @@ def run_probes(
     attributes: Sequence[str] | None,
     config: ProbeTrainingConfig,
     device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> dict[str, float]:
     """The metrics of the object probe and of a linear and an MLP probe per attribute.
 
     Args:
         class_attribute: the category attribute the object probe classifies.
         attributes: the attributes to probe (None: every attribute of the matched slots).
+        progress: show a progress bar over the probes.
     """
     if train.attribute_specs != evaluation.attribute_specs:
         raise ValueError("training and held-out matched slots carry different attributes")
@@ -61,14 +64,18 @@ def run_probes(
         "matched": float(evaluation.num_matched),
         "train_matched": float(train.num_matched),
     }
-    metrics.update(official_probe(train, evaluation, class_attribute, config))
     names = [spec.name for spec in train.attribute_specs] if attributes is None else attributes
-    for name in names:
-        spec = train.spec(name)
-        for kind in PROBE_KINDS:
-            metrics.update(attribute_probe(train, evaluation, spec, kind, config))
-        if spec.kind == "category":
-            metrics.update(majority_baseline(train, evaluation, spec))
+    specs = [train.spec(name) for name in names]
+    with tqdm(total=1 + len(specs) * len(PROBE_KINDS), desc="probes",
+              disable=not progress) as bar:
+        metrics.update(official_probe(train, evaluation, class_attribute, config))
+        bar.update()
+        for spec in specs:
+            for kind in PROBE_KINDS:
+                metrics.update(attribute_probe(train, evaluation, spec, kind, config))
+                bar.update()
+            if spec.kind == "category":
+                metrics.update(majority_baseline(train, evaluation, spec))
     return metrics
 
 

@@ -1,6 +1,7 @@
 """The COCO instances source, on a tiny instances JSON and two small PNG images."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +11,13 @@ from pycocotools import mask as coco_mask
 
 from downstream.coco_source import CocoObjects
 from downstream.matched_slots import extract_matched_slots
+from downstream.probe import main
 from ocl.modeling import SmoothSAModel
 from tasks.bad_input import BadInputError
 from tests.downstream.probe_setting import one_torch_thread  # noqa: F401
 from tests.ocl.tiny import tiny_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "probe"
 
 
 def compressed_rle(mask: np.ndarray) -> dict:
@@ -75,6 +79,23 @@ def test_matching_on_coco_images(coco):
     assert matched.num_objects == 2
     assert matched.num_matched <= 2 and set(matched.sample_id.tolist()) <= {5}
     assert matched.attributes["class"].shape == (matched.num_matched,)
+
+
+def test_probe_table_on_coco(coco, tmp_path, capsys):
+    annotation_file, images, _ = coco
+    torch.manual_seed(0)
+    SmoothSAModel(tiny_config(video=False)).save_pretrained(tmp_path / "encoder")
+    columns = main([
+        "--config", str(CONFIGS / "tiny.yaml"), "data.source=coco", "class_attribute=class",
+        f"data.coco_train_annotations={annotation_file}", f"data.coco_train_images={images}",
+        f"data.coco_evaluation_annotations={annotation_file}",
+        f"data.coco_evaluation_images={images}", "matching.threshold=0",
+        f"output_dir={tmp_path / 'out'}",
+        f"encoders=[{{name: image, path: {tmp_path / 'encoder'}}}]",
+    ])
+    assert columns["image"]["objects"] == 2 and columns["image"]["matched"] >= 1
+    assert "class/linear/accuracy" in columns["image"]
+    assert "official/top1" in capsys.readouterr().out
 
 
 def test_bad_coco_input_names_the_file(coco, tmp_path):
