@@ -36,6 +36,8 @@ SLACK = 2
 COMMON_SHARE = 0.1
 """An answer counts as common for a template once it was on offer in this share of the videos
 that offered the template."""
+CHOICE_SLACK = 2
+"""An option's answer may lead the other answer of its (template, kind) by this much."""
 CHOICE_COUNT_WEIGHTS = {4: 0.55, 3: 0.25, 2: 0.2}
 """Options per explanatory / counterfactual question."""
 
@@ -83,27 +85,40 @@ class ChoiceBalancer:
     def pick(
         self, rng: np.random.Generator, template: str, pool: list[dict], count: int
     ) -> list[dict]:
-        """Draw up to `count` options from `pool`, keeping correct and wrong even per kind."""
+        """Draw up to `count` options from `pool`, keeping correct and wrong even per kind: an
+        option whose answer already leads by `CHOICE_SLACK` for its kind is not taken, so a
+        lopsided pool gives fewer options (possibly none)."""
         remaining = list(pool)
         chosen: list[dict] = []
         while remaining and len(chosen) < count:
-            kinds = sorted({c["kind"] for c in remaining})
             kind_use = Counter(c["kind"] for c in chosen)
-            least_used = min(kind_use[k] for k in kinds)
-            kinds = [k for k in kinds if kind_use[k] == least_used]
-            kind = kinds[int(rng.integers(len(kinds)))]
-            counts = self.counts[template, kind]
-            of_kind = [c for c in remaining if c["kind"] == kind]
-            answers = sorted({c["answer"] for c in of_kind}, key=lambda a: (counts[a], a))
-            wanted = answers[0]
-            if len(answers) > 1 and counts[answers[0]] == counts[answers[1]]:
-                wanted = answers[int(rng.integers(2))]
-            options = [c for c in of_kind if c["answer"] == wanted]
-            option = options[int(rng.integers(len(options)))]
+            kinds = sorted(
+                {c["kind"] for c in remaining}, key=lambda k: (kind_use[k], rng.random())
+            )
+            option = None
+            for kind in kinds:
+                option = self._balanced_option(rng, template, kind, remaining)
+                if option is not None:
+                    break
+            if option is None:
+                break
             chosen.append(option)
             remaining.remove(option)
-            counts[option["answer"]] += 1
+            self.counts[template, option["kind"]][option["answer"]] += 1
         return chosen
+
+    def _balanced_option(
+        self, rng: np.random.Generator, template: str, kind: str, remaining: list[dict]
+    ) -> dict | None:
+        counts = self.counts[template, kind]
+        of_kind = [c for c in remaining if c["kind"] == kind]
+        answers = sorted({c["answer"] for c in of_kind}, key=lambda a: (counts[a], rng.random()))
+        for answer in answers:
+            other = "wrong" if answer == "correct" else "correct"
+            if counts[answer] - counts[other] < CHOICE_SLACK:
+                options = [c for c in of_kind if c["answer"] == answer]
+                return options[int(rng.integers(len(options)))]
+        return None
 
 
 def _weighted_choice(rng: np.random.Generator, weights: dict) -> object:
@@ -218,6 +233,8 @@ class QuestionSelector:
                 options = self.choices.pick(
                     self.rng, candidate["template"], candidate["choices"], count
                 )
+                if not options:
+                    continue
             used_subjects.add(subject)
             self.negated[question_type, negated] += 1
             questions.append(

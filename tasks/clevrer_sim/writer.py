@@ -21,8 +21,10 @@ from tasks.clevrer_sim.layout import video_filename
 from tasks.clevrer_sim.physics import Trajectory
 from tasks.clevrer_sim.scene import Scene
 
-VIDEO_OPTIONS = {"crf": "12", "preset": "medium", "threads": "1"}
-"""libx264 settings: near-lossless at these small sizes; one thread (workers parallelise)."""
+VIDEO_OPTIONS = {"crf": "12", "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
+"""libx264 settings: near-lossless at these small sizes; one thread (workers parallelise); no
+macroblock-tree rate control, whose output was seen to change with what the process encoded
+before (same frames, different bytes), which would break "same seed, same bytes"."""
 
 
 def _temporary(path: Path) -> Path:
