@@ -6,9 +6,12 @@ minimize the correlation between the questions and answers over the entire datas
   CLEVRER's proportions; within a subtype, the candidate whose answer is rarest so far for its
   template is taken, and a candidate is refused while its answer leads its template's other
   common answers by `SLACK` (so one video's lopsided offer cannot tilt the split);
-- multiple choice: options are drawn so that, per (type, "not" or not, option kind), correct and
-  wrong options stay even; explanatory and counterfactual questions get 2–4 options (any number
-  correct, including none), predictive ones 2 options with exactly one correct, as in CLEVRER.
+- multiple choice: options are drawn so that, per (template, option kind), correct and wrong
+  options stay even (the template tells "not" questions apart); explanatory and counterfactual
+  questions get 2–4 options (fewer when the pool is lopsided, none asked below 2; explanatory
+  ones may have no correct option, counterfactual ones have at least one), predictive ones 2
+  options with exactly one correct, as in CLEVRER; options are shuffled; a question and its
+  "not" twin are never both asked about one video.
 Videos are visited in index order with one seeded generator, so the result does not depend on
 how the videos were produced.
 """
@@ -83,13 +86,27 @@ class ChoiceBalancer:
     counts: dict[tuple[str, str], Counter] = field(default_factory=lambda: defaultdict(Counter))
 
     def pick(
-        self, rng: np.random.Generator, template: str, pool: list[dict], count: int
+        self,
+        rng: np.random.Generator,
+        template: str,
+        pool: list[dict],
+        count: int,
+        one_correct: bool = False,
     ) -> list[dict]:
         """Draw up to `count` options from `pool`, keeping correct and wrong even per kind: an
         option whose answer already leads by `CHOICE_SLACK` for its kind is not taken, so a
-        lopsided pool gives fewer options (possibly none)."""
+        lopsided pool gives fewer options (possibly none). With `one_correct`, one option is a
+        correct one (none are drawn if the pool has no correct option). Counts change only when
+        the caller `record`s the options it keeps."""
         remaining = list(pool)
         chosen: list[dict] = []
+        if one_correct:
+            correct = [c for c in remaining if c["answer"] == "correct"]
+            if not correct:
+                return []
+            first = correct[int(rng.integers(len(correct)))]
+            chosen.append(first)
+            remaining.remove(first)
         while remaining and len(chosen) < count:
             kind_use = Counter(c["kind"] for c in chosen)
             kinds = sorted(
@@ -97,20 +114,31 @@ class ChoiceBalancer:
             )
             option = None
             for kind in kinds:
-                option = self._balanced_option(rng, template, kind, remaining)
+                option = self._balanced_option(rng, template, kind, remaining, chosen)
                 if option is not None:
                     break
             if option is None:
                 break
             chosen.append(option)
             remaining.remove(option)
-            self.counts[template, option["kind"]][option["answer"]] += 1
         return chosen
 
+    def record(self, template: str, options: list[dict]) -> None:
+        """Count the options of an asked question."""
+        for option in options:
+            self.counts[template, option["kind"]][option["answer"]] += 1
+
     def _balanced_option(
-        self, rng: np.random.Generator, template: str, kind: str, remaining: list[dict]
+        self,
+        rng: np.random.Generator,
+        template: str,
+        kind: str,
+        remaining: list[dict],
+        chosen: list[dict],
     ) -> dict | None:
-        counts = self.counts[template, kind]
+        counts = self.counts[template, kind] + Counter(
+            c["answer"] for c in chosen if c["kind"] == kind
+        )
         of_kind = [c for c in remaining if c["kind"] == kind]
         answers = sorted({c["answer"] for c in of_kind}, key=lambda a: (counts[a], rng.random()))
         for answer in answers:
@@ -216,7 +244,7 @@ class QuestionSelector:
             negated = candidate["template"].endswith("_not")
             # A question and its "not" twin share options: ask at most one of them, and keep
             # "not" questions as frequent as plain ones.
-            subject = candidate["template"].removesuffix("_not") + "|" + _subject(candidate)
+            subject = _subject(candidate)
             if subject in used_subjects:
                 continue
             if (
@@ -230,11 +258,19 @@ class QuestionSelector:
                     continue
             else:
                 count = int(_weighted_choice(self.rng, CHOICE_COUNT_WEIGHTS))
+                # As in CLEVRER, a counterfactual question has at least one correct option.
                 options = self.choices.pick(
-                    self.rng, candidate["template"], candidate["choices"], count
+                    self.rng,
+                    candidate["template"],
+                    candidate["choices"],
+                    count,
+                    one_correct=question_type == "counterfactual",
                 )
-                if not options:
+                if len(options) < 2:
+                    # A lone option would always be correct for counterfactual questions.
                     continue
+                self.choices.record(candidate["template"], options)
+                options = [options[i] for i in self.rng.permutation(len(options))]
             used_subjects.add(subject)
             self.negated[question_type, negated] += 1
             questions.append(
@@ -269,8 +305,9 @@ def public(question: dict) -> dict:
 
 
 def _subject(candidate: dict) -> str:
-    """What a multiple-choice question is about, its text without "not"."""
-    return candidate["question"].replace(" not ", " ")
+    """What a multiple-choice question is about: its program without `negate` (the same for a
+    question and its "not" twin, whatever their wording)."""
+    return " ".join(token for token in candidate["program"] if token != "negate")
 
 
 @dataclass

@@ -255,8 +255,9 @@ def test_choice_balancer_keeps_correct_and_wrong_even():
             {"kind": "presence", "answer": "correct" if rng.random() < 0.8 else "wrong"}
             for _ in range(5)
         ]
-        for option in balancer.pick(rng, "explanatory", pool, 3):
-            picked[option["answer"]] += 1
+        options = balancer.pick(rng, "explanatory", pool, 3)
+        balancer.record("explanatory", options)
+        picked.update(option["answer"] for option in options)
     assert 0.45 < picked["correct"] / sum(picked.values()) < 0.6
 
 
@@ -280,8 +281,11 @@ def test_selector_writes_clevrer_question_order():
         "template": "counterfactual",
         "question": "Which event will happen if the cube is removed?",
         "program": ["all_events"],
-        "choices": [choice("x", "correct")],
+        "choices": [choice("x", "correct"), choice("y", "wrong"), choice("z", "wrong")],
     }
+    lone_option = {**counterfactual, "question": "Without the cube, which event will happen?"}
+    lone_option["program"] = ["all_events", "cube"]
+    lone_option["choices"] = [choice("x", "correct")]
     predictive = {
         "question_type": "predictive",
         "template": "predictive_what",
@@ -289,10 +293,12 @@ def test_selector_writes_clevrer_question_order():
         "program": ["unseen_events", "belong_to"],
         "choices": [choice("a", "correct"), choice("b", "wrong")],
     }
-    candidates = descriptive + [counterfactual, predictive]
+    candidates = descriptive + [lone_option, counterfactual, predictive]
     questions = QuestionSelector(SMALL, 0).select(candidates)
     assert [q["question_id"] for q in questions] == list(range(len(questions)))
     types = [q["question_type"] for q in questions]
     assert types[-2:] == ["predictive", "counterfactual"] and set(types[:-2]) == {"descriptive"}
-    predictive = questions[-2]
-    assert sorted(c["answer"] for c in predictive["choices"]) == ["correct", "wrong"]
+    assert sorted(c["answer"] for c in questions[-2]["choices"]) == ["correct", "wrong"]
+    # The counterfactual question with a lone option is not asked; the other keeps a correct one.
+    assert questions[-1]["question"] == counterfactual["question"]
+    assert 2 <= len(questions[-1]["choices"]) and "correct" in str(questions[-1]["choices"])
