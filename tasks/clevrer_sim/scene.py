@@ -107,6 +107,20 @@ def _free_spot_in_view(
     return None
 
 
+def _clear_path(state: ObjectState, others: list[ObjectState], partner: int, until: float) -> bool:
+    """Whether `state`'s planned path keeps clear of every other object's planned path until
+    `until` (s), so that it meets its partner rather than something on the way."""
+    reach = 2 * FOOTPRINT_RADIUS["cube"] + 0.3
+    for time in np.arange(0.0, until, 0.1):
+        here = planned_position(state, time)
+        for other in others:
+            if other.object_id == partner and time > until - 1.0:
+                continue
+            if np.linalg.norm(here - planned_position(other, time)) < reach:
+                return False
+    return True
+
+
 def _in_view_at(camera: Camera, state: ObjectState, time: float) -> bool:
     """Whether the planned position at `time` (s) is in view."""
     return bool(camera.inside_view(np.append(planned_position(state, time), state.height)))
@@ -141,6 +155,7 @@ def sample_scene(
     last_meets_after_clip = bool(rng.random() < LATE_MEETING_PROBABILITY) and future_seconds > 0
     states: list[ObjectState] = []
     placed: list[np.ndarray] = []
+    targeted: set[int] = set()
     gap = 2 * FOOTPRINT_RADIUS["cube"] + 0.2
     for object_id, (color, material, shape) in enumerate(attributes):
         yaw = float(rng.uniform(-math.pi, math.pi))
@@ -160,15 +175,19 @@ def sample_scene(
             window = (0.1 * clip_seconds, clip_seconds)
             partners = states
             if object_id == num_objects - 1 and last_meets_after_clip:
+                # Meet, after the clip, a resting object that nothing else aims at (if any).
                 window = (clip_seconds + 0.05 * future_seconds, clip_seconds + 0.9 * future_seconds)
-                partners = states[:num_resting]
-            for _ in range(20):
-                state = _aimed_entry(
+                partners = [s for s in states[:num_resting] if s.object_id not in targeted]
+                partners = partners or states[:num_resting]
+            late = window[0] > clip_seconds
+            for _ in range(40 if late else 20):
+                state, partner = _aimed_entry(
                     rng, camera, partners, object_id, (color, material, shape), yaw, window
                 )
                 if (
                     state is not None
                     and _in_view_at(camera, state, clip_seconds - 0.6)
+                    and (not late or _clear_path(state, states, partner, window[0]))
                     and all(
                         np.linalg.norm(np.asarray(state.position) - other) >= gap
                         for other in placed
@@ -177,6 +196,7 @@ def sample_scene(
                     break
             else:
                 return None
+            targeted.add(partner)
         states.append(state)
         placed.append(np.asarray(state.position))
     return Scene(tuple(states))
@@ -190,9 +210,9 @@ def _aimed_entry(
     attributes: tuple[str, str, str],
     yaw: float,
     window: tuple[float, float],
-) -> ObjectState | None:
+) -> tuple[ObjectState | None, int]:
     """An object that slides in from outside the view to meet one of `earlier` at a random time
-    in `window` (s); None if the draw needs an implausible speed."""
+    in `window` (s), and that object's id; None if the draw needs an implausible speed."""
     color, material, shape = attributes
     height = HALF_HEIGHT[shape]
     meet_time = float(rng.uniform(*window))
@@ -210,10 +230,10 @@ def _aimed_entry(
     # Solve distance = v0·t − a·t²/2 for v0, so the object reaches the target at meet_time.
     speed = (distance + FRICTION_DECELERATION * meet_time**2 / 2) / meet_time
     if speed > MAX_SPEED:
-        return None
+        return None, partner.object_id
     start = target - direction * distance
     velocity = direction * speed
-    return ObjectState(
+    state = ObjectState(
         object_id,
         color,
         material,
@@ -222,3 +242,4 @@ def _aimed_entry(
         yaw,
         (float(velocity[0]), float(velocity[1])),
     )
+    return state, partner.object_id
