@@ -8,7 +8,7 @@ import numpy as np
 import pybullet
 
 from tasks.clevrer_sim.camera import Camera
-from tasks.clevrer_sim.dataset import camera_for, simulate_video
+from tasks.clevrer_sim.dataset import camera_for, simulate_video, splits_present
 from tasks.clevrer_sim.layout import OFFICIAL_SPLITS, Layout, folder_name, split_ranges
 from tasks.clevrer_sim.render import NO_OBJECT, Renderer, render_video
 from tasks.clevrer_sim.scene import HALF_HEIGHT, ObjectState, Scene
@@ -52,6 +52,7 @@ def test_files_are_where_the_official_layout_puts_them(small_dataset):
     assert not [p for p in present if ".tmp" in p]
     manifest = json.loads(Layout(root).manifest().read_text())
     assert manifest["splits"] == {"train": [0, 3], "validation": [3, 5], "test": [5, 6]}
+    assert splits_present(root) == split_ranges(SMALL.num_videos)
 
 
 def test_every_file_validates_against_the_schema(small_dataset):
