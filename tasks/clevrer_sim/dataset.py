@@ -161,7 +161,8 @@ class DatasetSummary:
 
 
 def _prepare(config: SimConfig, layout: Layout) -> None:
-    """Create the root, check it is writable, and check or write the manifest."""
+    """Create the root, check it is writable, remove temporary files left by an interrupted run,
+    and check or write the manifest."""
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
         probe = layout.root / f".write_test_{os.getpid()}"
@@ -169,6 +170,9 @@ def _prepare(config: SimConfig, layout: Layout) -> None:
         probe.unlink()
     except OSError as error:
         raise ValueError(f"output directory {layout.root} is not writable: {error}") from error
+    # Temporary files of an interrupted run (one run per directory at a time).
+    for stale in layout.root.rglob(".*.tmp"):
+        stale.unlink()
     manifest_path = layout.manifest()
     if manifest_path.exists():
         existing = json.loads(manifest_path.read_text())

@@ -31,6 +31,8 @@ AMBIGUOUS_SPEED = (0.5 * MOVING_SPEED, 2.0 * MOVING_SPEED)
 band: it may be hard to see whether it moves."""
 FILTERS_PER_TEMPLATE = 6
 """Object-set filters drawn per count/exist template and video."""
+PER_TEMPLATE_ANSWER = 3
+"""Descriptive candidates kept per (template, answer) and video."""
 ORDINALS = ("first", "second", "last")
 ATTRIBUTES = ("color", "material", "shape")
 PLURAL_SHAPE = {"cube": "cubes", "sphere": "spheres", "cylinder": "cylinders"}
@@ -761,5 +763,17 @@ def _negated(choice: Choice) -> Choice:
 
 
 def generate_candidates(facts: VideoFacts, rng: np.random.Generator) -> list[Candidate]:
-    """Every candidate question about one video (see `QuestionGenerator`)."""
-    return QuestionGenerator(facts, rng).all()
+    """The candidate questions about one video (see `QuestionGenerator`): all multiple-choice
+    ones, and of the descriptive ones at most `PER_TEMPLATE_ANSWER` per (template, answer),
+    drawn at random (enough for balancing, and it keeps the pool files small)."""
+    candidates = QuestionGenerator(facts, rng).all()
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for candidate in candidates:
+        if candidate.question_type == "descriptive":
+            groups.setdefault((candidate.template, candidate.answer), []).append(candidate)
+    dropped: set[int] = set()
+    for group in groups.values():
+        if len(group) > PER_TEMPLATE_ANSWER:
+            keep = set(rng.choice(len(group), size=PER_TEMPLATE_ANSWER, replace=False).tolist())
+            dropped.update(id(c) for i, c in enumerate(group) if i not in keep)
+    return [c for c in candidates if id(c) not in dropped]

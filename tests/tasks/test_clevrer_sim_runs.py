@@ -47,6 +47,8 @@ def test_resume_skips_finished_videos(small_dataset, tmp_path):
     layout.question_pool(1).unlink()
     for split in ("train", "validation", "test"):
         layout.questions(split).unlink()
+    interrupted = layout.proposal(4).with_name(".proposal_00004.json.123.tmp")
+    interrupted.write_text('{"video_index": 4, "fra')
     untouched = layout.annotation("train", 0)
     before = untouched.stat().st_mtime_ns
     summary = generate_dataset(SMALL, copy, workers=1, progress=False)
