@@ -9,6 +9,7 @@ rate depends on the other load (printed as the load average), the CPU cost does 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import pybullet
 
+from tasks.clevrer_sim.balance import text_only_baseline
 from tasks.clevrer_sim.config import SimConfig
 from tasks.clevrer_sim.dataset import camera_for, generate_dataset, question_pool, simulate_video
+from tasks.clevrer_sim.layout import SPLITS, Layout
 from tasks.clevrer_sim.render import render_video
 from tasks.clevrer_sim.writer import annotation_record, proposal_record, write_json, write_video
 
@@ -115,6 +118,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             summary = generate_dataset(config, folder, workers=workers, progress=False)
             rates[workers] = summary.videos_per_second
+            splits = {s: json.loads(Layout(Path(folder)).questions(s).read_text()) for s in SPLITS}
         cpu[workers] = (_cpu_seconds() - before) / arguments.videos
     print(f"\nload average while measuring: {_load()}")
     print(f"{'processes':>9} {'videos':>7} {'videos/s':>9} {'speed-up':>9} {'CPU s/video':>12}")
@@ -123,6 +127,14 @@ def main() -> None:
             f"{workers:>9} {arguments.videos:>7} {rate:>9.3f} {rate / rates[1]:>8.2f}x "
             f"{cpu[workers]:>12.3f}"
         )
+
+    train = [q for scene in splits["train"] for q in scene["questions"]]
+    validation = [q for scene in splits["validation"] for q in scene["questions"]]
+    print(
+        "\nanswering from the text alone (majority per question/option text, train → validation):"
+    )
+    for kind, accuracy in text_only_baseline(train, validation).items():
+        print(f"  {kind:<28} {accuracy:.3f}")
 
     print(f"\nanswer balance of the {arguments.videos} generated videos (all splits):")
     print(f"{'split':<11} {'question type':<28} {'questions':>9} {'majority':>9} {'rate':>6}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tasks.clevrer_sim.config import SimConfig
-from tasks.clevrer_sim.vocabulary import DESCRIPTIVE_SUBTYPES
+from tasks.clevrer_sim.vocabulary import COLORS, DESCRIPTIVE_SUBTYPES, MATERIALS, SHAPES
 
 SUBTYPE_WEIGHTS = {
     "count": 0.36,
@@ -395,3 +395,57 @@ class AnswerStatistics:
             return "", 0.0
         template = max(rates, key=rates.get)
         return template, round(rates[template], 3)
+
+
+_WORD_CLASS = (
+    {c: "<color>" for c in COLORS}
+    | {m: "<material>" for m in MATERIALS}
+    | {s: "<shape>" for s in SHAPES}
+    | {s + "s": "<shapes>" for s in SHAPES}
+    | {s + "'s": "<shape>'s" for s in SHAPES}
+    | {s + ",": "<shape>," for s in SHAPES}
+)
+
+
+def text_signature(text: str) -> str:
+    """A question or option with its attribute words replaced by their class: what a model
+    that reads only the text can tell templates apart by."""
+    return " ".join(_WORD_CLASS.get(w, w) for w in text.lower().rstrip("?").split())
+
+
+def text_only_baseline(train: list[dict], evaluation: list[dict]) -> dict[str, float]:
+    """Accuracy of answering from the text alone: the majority answer of each question
+    signature (descriptive) or (question, option) signature pair (multiple choice) on `train`,
+    falling back to the majority of the subtype / type; measured per option for multiple choice.
+    Both arguments are lists of question records (official keys)."""
+    by_key: dict[tuple, Counter] = defaultdict(Counter)
+    by_type: dict[str, Counter] = defaultdict(Counter)
+    for question in train:
+        signature = text_signature(question["question"])
+        if question["question_type"] == "descriptive":
+            by_key[(signature,)][question["answer"]] += 1
+            by_type[question["question_subtype"]][question["answer"]] += 1
+        else:
+            for choice in question["choices"]:
+                by_key[signature, text_signature(choice["choice"])][choice["answer"]] += 1
+                by_type[question["question_type"]][choice["answer"]] += 1
+
+    def guess(key: tuple, kind: str) -> str | None:
+        counts = by_key.get(key) or by_type.get(kind)
+        return max(sorted(counts), key=counts.get) if counts else None
+
+    right: Counter = Counter()
+    total: Counter = Counter()
+    for question in evaluation:
+        signature = text_signature(question["question"])
+        if question["question_type"] == "descriptive":
+            kind = f"descriptive/{question['question_subtype']}"
+            total[kind] += 1
+            right[kind] += guess((signature,), question["question_subtype"]) == question["answer"]
+        else:
+            kind = question["question_type"]
+            for choice in question["choices"]:
+                total[kind] += 1
+                key = (signature, text_signature(choice["choice"]))
+                right[kind] += guess(key, kind) == choice["answer"]
+    return {kind: round(right[kind] / total[kind], 3) for kind in sorted(total)}

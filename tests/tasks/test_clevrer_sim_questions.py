@@ -7,7 +7,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tasks.clevrer_sim.balance import ChoiceBalancer, DescriptiveBalancer, QuestionSelector
+from tasks.clevrer_sim.balance import (
+    ChoiceBalancer,
+    DescriptiveBalancer,
+    QuestionSelector,
+    text_only_baseline,
+    text_signature,
+)
 from tasks.clevrer_sim.checker import (
     AnnotationWorld,
     Executor,
@@ -302,3 +308,19 @@ def test_selector_writes_clevrer_question_order():
     # The counterfactual question with a lone option is not asked; the other keeps a correct one.
     assert questions[-1]["question"] == counterfactual["question"]
     assert 2 <= len(questions[-1]["choices"]) and "correct" in str(questions[-1]["choices"])
+
+
+def test_text_only_baseline_sees_template_bias_but_not_balanced_answers():
+    def exist(color, answer):
+        return {
+            "question": f"Are there any moving {color} objects when the video ends?",
+            "question_type": "descriptive",
+            "question_subtype": "exist",
+            "answer": answer,
+        }
+
+    biased = [exist(c, "no") for c in ("red", "blue", "gray", "cyan")]
+    balanced = [exist(c, a) for c in ("red", "blue") for a in ("yes", "no")]
+    assert text_signature(biased[0]["question"]) == text_signature(biased[1]["question"])
+    assert text_only_baseline(biased, biased) == {"descriptive/exist": 1.0}
+    assert text_only_baseline(balanced, balanced) == {"descriptive/exist": 0.5}
