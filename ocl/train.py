@@ -32,6 +32,8 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
     precision = trainer_config.precision
     if precision == "auto":
         precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
     return L.Trainer(
         max_steps=config.optim.max_steps,
         accelerator=trainer_config.accelerator,
@@ -54,6 +56,7 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
             SlotPictureCallback(output / "pictures"),
         ],
         enable_model_summary=False,
+        benchmark=torch.cuda.is_available(),
     )
 
 
