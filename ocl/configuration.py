@@ -45,7 +45,7 @@ class SmoothSAConfig(PretrainedConfig):
 
     model_type = "smoothsa"
 
-    backbone: str = "dinov2"
+    backbone: str = "cnn"
     backbone_config: dict | None = None
     image_size: list[int] | tuple[int, int] = (256, 256)
     resize_factor: float = 0.875

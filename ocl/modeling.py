@@ -7,7 +7,7 @@ p = h*w tokens, H W pixels.
 from dataclasses import dataclass, fields
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -253,19 +253,28 @@ class SmoothSAModel(PreTrainedModel):
             for x in (masks, reconstruction, target)
         )
 
-    def decode_slots(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_slots(
+        self, slots: torch.Tensor, slot_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decodes slots alone, with no frame to look at (e.g. slots a dynamics model predicted).
 
         Args:
             slots: `[b,t,n,d]`.
+            slot_mask: `[b,n]` bool, False for a slot that takes no part in any frame (a
+                removed object): it gets no mask and adds nothing to the reconstruction.
 
         Returns:
             masks `[b,t,n,h,w]` (pixel decoder: `[b,t,n,H,W]`) and the reconstruction
             `[b,t,c,h,w]` (pixel decoder: `[b,t,3,H,W]`). The autoregressive decoder sees only
             mask tokens, as for the masked part of a frame in training.
         """
-        batch_size = slots.shape[0]
-        decoded = self.decoder(None, rearrange(slots, "b t n d -> (b t) n d"))
+        batch_size, num_frames = slots.shape[:2]
+        if slot_mask is not None:
+            if slot_mask.shape != (batch_size, slots.shape[2]) or slot_mask.dtype != torch.bool:
+                raise ValueError(f"slot_mask must be bool [b,n] = {[batch_size, slots.shape[2]]}, "
+                                 f"got {slot_mask.dtype} {list(slot_mask.shape)}")
+            slot_mask = repeat(slot_mask, "b n -> (b t) n", t=num_frames)
+        decoded = self.decoder(None, rearrange(slots, "b t n d -> (b t) n d"), slot_mask)
         masks, reconstruction = decoded.masks, decoded.reconstruction
         if self.config.decoder != "broadcast":
             h = self.grid[0]

@@ -12,8 +12,10 @@ from ocl.decoder_layer import PreNormDecoderLayer
 def draw_noise(
     shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Standard normal noise of `shape` with `like`'s dtype and device, from `generator`."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+    """Standard normal noise of `shape` with `like`'s dtype and device, from `generator` (which
+    may live on another device: a CPU generator gives the same noise to a model on any device)."""
+    device = like.device if generator is None else generator.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 class SharedGaussianQueries(nn.Module):

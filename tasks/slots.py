@@ -63,8 +63,9 @@ class SlotSpec:
             raise ValueError(f"mask_size must be (h, w) of positive ints, got {self.mask_size}")
 
 
-def slot_features(spec: SlotSpec) -> Features:
-    """The schema of a slot dataset with shapes and dtype from `spec`."""
+def slot_features(spec: SlotSpec, extra: Features | None = None) -> Features:
+    """The schema of a slot dataset with shapes and dtype from `spec`, plus `extra` columns
+    (e.g. a rollout's provenance) after the provenance columns."""
     features = {
         "video_index": Value("int32"),
         "slots": Array3D(shape=(None, spec.num_slots, spec.slot_dim), dtype=spec.dtype),
@@ -74,6 +75,10 @@ def slot_features(spec: SlotSpec) -> Features:
                                     dtype=spec.dtype)
     features.update(encoder_id=Value("string"), config_hash=Value("string"),
                     frame_stride=Value("int32"))
+    for name in extra or {}:
+        if name in features:
+            raise ValueError(f"extra column {name!r} is a slot dataset column")
+    features.update(extra or {})
     return Features(features)
 
 
@@ -94,7 +99,8 @@ class SlotShardWriter:
 
     Rows stream to disk; shards are written under temporary names and get their final names
     when `close()` knows their count, so an interrupted extraction leaves no shard that
-    `load_slots` would read.
+    `load_slots` would read. `extra_features` adds columns that every row must give in
+    `write(..., extra={name: value})`.
 
         with SlotShardWriter(folder, spec, provenance) as writer:
             for video_index, slots in ...:
@@ -102,7 +108,8 @@ class SlotShardWriter:
     """
 
     def __init__(self, directory: str | Path, spec: SlotSpec, provenance: SlotProvenance,
-                 split: str = "train", rows_per_shard: int = 1000):
+                 split: str = "train", rows_per_shard: int = 1000,
+                 extra_features: Features | None = None):
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be >= 1, got {rows_per_shard}")
         self.folder = Path(directory) / "data"
@@ -110,7 +117,8 @@ class SlotShardWriter:
             raise FileExistsError(f"{self.folder} already holds {split} shards")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.spec, self.provenance, self.split = spec, provenance, split
-        self.features = slot_features(spec)
+        self.features = slot_features(spec, extra_features)
+        self.extra_names = set(extra_features or {})
         self.rows_per_shard = rows_per_shard
         self._dtype = np.dtype(spec.dtype)
         self._written: set[int] = set()
@@ -118,11 +126,16 @@ class SlotShardWriter:
         self._writer: ParquetWriter | None = None
         self._rows_in_shard = 0
 
-    def write(self, video_index: int, slots: np.ndarray, masks: np.ndarray | None = None) -> None:
-        """Add one video: slots [t,n,d], masks [t,n,h,w] when the spec has masks."""
+    def write(self, video_index: int, slots: np.ndarray, masks: np.ndarray | None = None,
+              extra: dict | None = None) -> None:
+        """Add one video: slots [t,n,d], masks [t,n,h,w] when the spec has masks, and the
+        values of the extra columns."""
         where = f"video {video_index}"
         if video_index in self._written:
             raise ValueError(f"{where} was already written")
+        if set(extra or {}) != self.extra_names:
+            raise ValueError(f"{where}: extra columns {sorted(extra or {})}, the writer has "
+                             f"{sorted(self.extra_names)}")
         slots = self._checked(slots, (self.spec.num_slots, self.spec.slot_dim), "slots", where)
         row = {"video_index": int(video_index), "slots": slots}
         if self.spec.mask_size is not None:
@@ -139,6 +152,7 @@ class SlotShardWriter:
         row.update(encoder_id=self.provenance.encoder_id,
                    config_hash=self.provenance.config_hash,
                    frame_stride=self.provenance.frame_stride)
+        row.update(extra or {})
         if self._writer is None:
             path = self.folder / f".{self.split}-{len(self._temporary_shards):05d}.parquet.tmp"
             self._temporary_shards.append(path)

@@ -308,3 +308,20 @@ def test_decoding_slots_alone(backbone, decoder):
     if decoder != "autoregressive":  # these decoders never look at the frame
         again, _ = model.decode_slots(encoded.slots)
         torch.testing.assert_close(again, encoded.decoder_attention)
+
+
+@pytest.mark.parametrize("decoder", ["autoregressive", "mlp", "broadcast"])
+def test_decoding_slots_alone_without_a_removed_slot(decoder):
+    model = build("cnn", decoder).eval()
+    slots = torch.randn(2, 3, 4, 32)
+    slot_mask = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    masks, reconstruction = model.decode_slots(slots, slot_mask)
+    assert masks[0, :, 1].abs().max() == 0
+    torch.testing.assert_close(masks.sum(2), torch.ones_like(masks[:, :, 0]))
+    changed = slots.clone()
+    changed[0, :, 1] = 100.0  # a removed slot's values do not matter
+    again_masks, again_reconstruction = model.decode_slots(changed, slot_mask)
+    torch.testing.assert_close(again_masks, masks)
+    torch.testing.assert_close(again_reconstruction, reconstruction)
+    with pytest.raises(ValueError, match="slot_mask must be bool"):
+        model.decode_slots(slots, slot_mask.float())

@@ -15,6 +15,12 @@ def tiny_dinov2() -> Dinov2WithRegistersConfig:
 def tiny_config(backbone: str = "cnn", decoder: str = "autoregressive", video: bool = True,
                 **fields) -> SmoothSAConfig:
     """A small encoder: 4 slots of 32, images 32x32 (DINOv2: 64x64, a 4x4 grid)."""
+    return SmoothSAConfig(**tiny_fields(backbone, decoder, video, **fields))
+
+
+def tiny_fields(backbone: str = "cnn", decoder: str = "autoregressive", video: bool = True,
+                **fields) -> dict:
+    """The SmoothSAConfig fields of `tiny_config`."""
     values = dict(
         backbone=backbone, decoder=decoder, num_slots=4, slot_dim=32,
         transit_window=3 if video else 0, decoder_layers=2, decoder_hidden_dim=32,
@@ -25,4 +31,4 @@ def tiny_config(backbone: str = "cnn", decoder: str = "autoregressive", video: b
     if backbone == "features":
         values.update(feature_dim=24, image_size=(6, 6))
     values.update(fields)
-    return SmoothSAConfig(**values)
+    return values

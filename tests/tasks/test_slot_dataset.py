@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from datasets import Features, Value
 
 from tasks.arrow_arrays import array_rows
 from tasks.slots import (
@@ -10,6 +11,7 @@ from tasks.slots import (
     SlotSpec,
     load_slots,
     slot_dataset_card,
+    slot_features,
     slot_provenance,
     slot_spec,
 )
@@ -82,6 +84,21 @@ def test_writer_rejects_bad_rows(tmp_path):
     writer.close()
     with pytest.raises(FileExistsError):
         SlotShardWriter(tmp_path / "slots", spec, PROVENANCE)
+
+
+def test_extra_columns_are_written_and_required(tmp_path):
+    spec = SlotSpec(num_slots=2, slot_dim=4)
+    extra = Features({"note": Value("string"), "count": Value("int32")})
+    with SlotShardWriter(tmp_path / "slots", spec, PROVENANCE, extra_features=extra) as writer:
+        with pytest.raises(ValueError, match=r"video 0: extra columns \['note'\], the writer"):
+            writer.write(0, np.zeros((3, 2, 4)), extra={"note": "a"})
+        writer.write(0, np.zeros((3, 2, 4)), extra={"note": "a", "count": 3})
+    (tmp_path / "slots" / "README.md").write_text(slot_dataset_card(spec, PROVENANCE))
+    slots = load_slots(tmp_path / "slots", cache_dir=tmp_path / "hf")
+    assert slot_spec(slots.features) == spec
+    assert slots[0]["note"] == "a" and slots[0]["count"] == 3
+    with pytest.raises(ValueError, match="'slots' is a slot dataset column"):
+        slot_features(spec, Features({"slots": Value("int32")}))
 
 
 def test_interrupted_writing_leaves_no_shards(tmp_path):

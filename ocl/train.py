@@ -1,0 +1,111 @@
+"""Train a SmoothSA encoder with Lightning, evaluate its object discovery, export it.
+
+    python -m ocl.train --config configs/ocl/clevrer_sim_small.yaml [key=value ...]
+
+Rerunning the same command resumes from `OUTPUT/checkpoints/last.ckpt` and reaches the same
+weights as a run that never stopped. A Lightning epoch here is the `trainer.checkpoint_every`
+steps between two checkpoints, so every checkpoint closes an epoch and resuming never starts
+inside one. The trained encoder is written with `save_pretrained` to
+`OUTPUT/encoder`, the last validation's metrics to `OUTPUT/metrics.json`.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from ocl.config_loading import config_to_yaml, parse_config_arguments
+from ocl.configuration import SmoothSAConfig
+from ocl.lightning_module import SmoothSATraining
+from ocl.modeling import SmoothSAModel
+from ocl.pictures import SlotPictureCallback
+from ocl.training_config import EncoderTrainingConfig
+from ocl.video_data import VideoClipDataModule
+
+
+def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
+    trainer_config = config.trainer
+    precision = trainer_config.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    return L.Trainer(
+        max_steps=config.optim.max_steps,
+        accelerator=trainer_config.accelerator,
+        devices=1,
+        precision=precision,
+        gradient_clip_val=config.optim.gradient_clip,
+        max_epochs=-1,
+        reload_dataloaders_every_n_epochs=1,
+        check_val_every_n_epoch=trainer_config.validation_every // trainer_config.checkpoint_every,
+        num_sanity_val_steps=0,
+        log_every_n_steps=trainer_config.log_every,
+        logger=[
+            TensorBoardLogger(output, name="tensorboard", version=""),
+            CSVLogger(output, name="csv", version=""),
+        ],
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=output / "checkpoints", save_last=True, save_on_train_epoch_end=True
+            ),
+            SlotPictureCallback(output / "pictures"),
+        ],
+        enable_model_summary=False,
+        benchmark=torch.cuda.is_available(),
+    )
+
+
+def train(config: EncoderTrainingConfig) -> dict[str, float]:
+    """Trains (or resumes) the run `config` describes; returns the final validation metrics."""
+    output = Path(config.trainer.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.yaml").write_text(config_to_yaml(config))
+    L.seed_everything(config.trainer.seed, verbose=False)  # before the model is built
+    model = SmoothSAModel(SmoothSAConfig(**config.model))
+    if config.backbone_weights:
+        model.backbone.load_pretrained(config.backbone_weights)
+    module = SmoothSATraining(
+        model, config.optim, config.losses, config.trainer.seed, config.trainer.segmentation_from
+    )
+    data = VideoClipDataModule(
+        config.data, config.optim.max_steps, config.trainer.checkpoint_every, config.trainer.seed
+    )
+    trainer = build_trainer(config, output)
+    last = output / "checkpoints" / "last.ckpt"
+    trainer.fit(module, data, ckpt_path=last if last.is_file() else None)
+    validation = trainer.validate(module, datamodule=data, verbose=False)[0]
+    metrics = {key: float(value) for key, value in validation.items()}
+    export(model, metrics, output)
+    return metrics
+
+
+def export(model: SmoothSAModel, metrics: dict[str, float], output: Path) -> None:
+    """Writes the encoder (`save_pretrained`) and `metrics.json`, each via a temp name."""
+    staging = output / "encoder.partial"
+    model.save_pretrained(staging)
+    final = output / "encoder"
+    if final.exists():
+        for path in final.iterdir():
+            path.unlink()
+        final.rmdir()
+    os.replace(staging, final)
+    temporary = output / "metrics.json.partial"
+    temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    os.replace(temporary, output / "metrics.json")
+    print(f"\n{'metric':<28}{'value':>10}")
+    for key, value in sorted(metrics.items()):
+        print(f"{key:<28}{value:>10.4f}")
+    print(f"encoder saved to {final}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_config_arguments(EncoderTrainingConfig, __doc__.split("\n")[0], argv))
+
+
+if __name__ == "__main__":
+    main()

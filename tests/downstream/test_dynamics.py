@@ -1,0 +1,390 @@
+"""The slot world model: rollouts, windows, removal, baselines, training, rollout datasets and the
+per-horizon evaluation, on tiny models and synthetic or tiny CLEVRER-layout data."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from downstream.dynamics import DynamicsConfig, DynamicsTask, main
+from downstream.dynamics_baselines import constant_velocity, copy_last
+from downstream.dynamics_evaluation import HorizonMetrics, evaluate_rollouts, horizon_table
+from downstream.rollout_dataset import slot_of_object
+from downstream.slot_windows import SlotWindows
+from downstream.world_model import WorldModel, WorldModelConfig
+from ocl.config_loading import load_config
+from ocl.metrics import adjusted_rand_index
+from ocl.modeling import SmoothSAModel
+from tasks.clevrer import VideoLoadingConfig, load_clevrer_videos
+from tasks.slots import (
+    SlotProvenance,
+    SlotShardWriter,
+    SlotSpec,
+    load_slots,
+    slot_dataset_card,
+    slot_provenance,
+    slot_spec,
+)
+from tests.ocl.tiny import tiny_config
+from tests.tasks.clevrer_directory import make_clevrer_directory
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "dynamics"
+TINY = str(CONFIGS / "tiny.yaml")
+PROVENANCE = SlotProvenance("synthetic", "none", 1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight over shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_world_model(slot_dim: int = 8, window: int = 3, **fields) -> WorldModel:
+    torch.manual_seed(0)
+    config = WorldModelConfig(slot_dim=slot_dim, hidden_dim=16, num_layers=2, num_heads=2,
+                              feedforward_dim=32, window=window, **fields)
+    return WorldModel(config).eval()
+
+
+def linear_motion(seed: int, num_videos: int, num_frames: int = 12) -> np.ndarray:
+    """[v,t,3,4] slots moving on straight lines at constant speeds."""
+    generator = np.random.default_rng(seed)
+    start = generator.standard_normal((num_videos, 1, 3, 4))
+    velocity = 0.3 * generator.standard_normal((num_videos, 1, 3, 4))
+    return start + velocity * np.arange(num_frames)[None, :, None, None]
+
+
+def write_slots(folder: Path, splits: dict, masks: dict | None = None) -> Path:
+    """A slot dataset folder with one split per entry of `splits` (videos of [t,n,d] slots;
+    `masks` the same videos' [t,n,h,w]); validation videos are numbered from 10000."""
+    _, num_slots, slot_dim = next(iter(splits.values()))[0].shape
+    mask_size = None if masks is None else next(iter(masks.values()))[0].shape[-2:]
+    spec = SlotSpec(num_slots, slot_dim, "float32", mask_size)
+    for split, slots in splits.items():
+        with SlotShardWriter(folder, spec, PROVENANCE, split) as writer:
+            for video, video_slots in enumerate(slots):
+                writer.write(video + (10000 if split == "validation" else 0), video_slots,
+                             None if masks is None else masks[split][video])
+    (folder / "README.md").write_text(slot_dataset_card(spec, PROVENANCE, tuple(splits)))
+    return folder
+
+
+def test_rollout_shapes_determinism_and_no_teacher_forcing(tmp_path):
+    model = tiny_world_model()
+    burn_in = torch.randn(2, 5, 4, 8)
+    rolled = model(burn_in, steps=6).slots
+    assert rolled.shape == (2, 6, 4, 8)
+    assert torch.equal(model.rollout(burn_in, 6), rolled)
+    assert torch.equal(model.rollout(burn_in[:, -3:], 6), rolled)  # only the last window counts
+    model.save_pretrained(tmp_path / "model")
+    assert torch.equal(WorldModel.from_pretrained(tmp_path / "model").eval().rollout(burn_in, 6),
+                       rolled)
+    frames = burn_in
+    for k in range(6):  # each step sees the last window of observed + predicted frames
+        next_slots = model.predict_next(frames[:, -3:])
+        torch.testing.assert_close(rolled[:, k], next_slots)
+        frames = torch.cat([frames, next_slots[:, None]], dim=1)
+    order = torch.tensor([2, 0, 3, 1])  # no slot-index embedding: slots are a set
+    torch.testing.assert_close(model.rollout(burn_in[:, :, order], 6), rolled[:, :, order])
+    with pytest.raises(ValueError, match=r"burn-in slots must be \[b,t>=1,n,8\]"):
+        model.rollout(torch.randn(2, 5, 4, 7), 2)
+
+
+def test_burn_in_shorter_than_the_window_at_the_start_of_a_clip():
+    model = tiny_world_model(window=4)
+    first_frame = torch.randn(2, 1, 3, 8)
+    rolled = model.rollout(first_frame, 5)  # the window fills with predictions, then slides
+    frames = first_frame
+    for k in range(5):
+        torch.testing.assert_close(rolled[:, k], model.predict_next(frames[:, -4:]))
+        frames = torch.cat([frames, rolled[:, k:k + 1]], dim=1)
+    # t frames take the last t positions, as the same frames have at the end of a full window
+    two_frames = torch.randn(2, 2, 3, 8)
+    before = model.predict_next(two_frames)
+    with torch.no_grad():  # positions a two-frame window does not use
+        model.time_embedding[:2] += torch.randn(2, 16)
+    torch.testing.assert_close(model.predict_next(two_frames), before)
+    for position in (2, 3):
+        with torch.no_grad():
+            model.time_embedding[position] += torch.randn(16)
+        assert not torch.allclose(model.predict_next(two_frames), before)
+
+
+def test_a_removed_slot_stays_removed_and_does_not_influence_the_others():
+    model = tiny_world_model()
+    burn_in = torch.randn(2, 3, 4, 8)
+    slot_mask = torch.tensor([[True, False, True, True], [True, True, True, False]])
+    rolled = model.rollout(burn_in, 5, slot_mask)
+    assert rolled[0, :, 1].abs().max() == 0 and rolled[1, :, 3].abs().max() == 0
+    changed = burn_in.clone()
+    changed[0, :, 1], changed[1, :, 3] = 50.0, -50.0
+    torch.testing.assert_close(model.rollout(changed, 5, slot_mask), rolled)
+    kept = [0, 2, 3]  # removal is the scene without that slot...
+    torch.testing.assert_close(model.rollout(burn_in[:1, :, kept], 5), rolled[:1, :, kept])
+    zeroed = burn_in[:1].clone()
+    zeroed[:, :, 1] = 0  # ...which zeroing is not
+    assert not torch.allclose(model.rollout(zeroed, 5)[:, :, kept], rolled[:1, :, kept])
+    with pytest.raises(ValueError, match="removes every slot"):
+        model.rollout(burn_in, 2, torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"slot_mask must be bool \[b,n\] = \[2, 4\]"):
+        model.rollout(burn_in, 2, slot_mask.float())
+
+
+def test_imagine_encodes_rolls_out_and_decodes():
+    torch.manual_seed(0)
+    encoder = SmoothSAModel(tiny_config("cnn", "broadcast")).eval()
+    model = tiny_world_model(slot_dim=32)
+    video = torch.rand(1, 4, 3, 32, 32)
+    slot_mask = torch.tensor([[True, True, False, True]])
+
+    def imagine():
+        return model.imagine(video, encoder, burn_in=2, steps=3, slot_mask=slot_mask,
+                             generator=torch.Generator().manual_seed(0))
+
+    imagined = imagine()
+    assert imagined.observed_slots.shape == (1, 2, 4, 32)
+    assert imagined.slots.shape == (1, 3, 4, 32)
+    assert imagined.masks.shape == (1, 3, 4, 32, 32)
+    assert imagined.reconstruction.shape == (1, 3, 3, 32, 32)
+    assert imagined.masks[:, :, 2].abs().max() == 0
+    assert torch.equal(imagine().masks, imagined.masks)
+
+
+def test_baselines_on_hand_made_sequences():
+    start, velocity = torch.randn(2, 3), torch.randn(2, 3)
+    line = start + velocity * torch.arange(9.0)[:, None, None]  # [9,2,3]: linear motion
+    torch.testing.assert_close(constant_velocity(line[None, :4], 5), line[None, 4:])
+    assert torch.equal(copy_last(line[None, :4], 5), line[None, 3:4].expand(1, 5, 2, 3))
+    accelerating = torch.tensor([0.0, 1.0, 3.0]).reshape(1, 3, 1, 1)
+    assert constant_velocity(accelerating, 2).flatten().tolist() == [5.0, 7.0]
+    assert torch.equal(constant_velocity(line[None, :1], 3), copy_last(line[None, :1], 3))
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        copy_last(line[None], 0)
+
+
+@pytest.mark.parametrize("decoder", ["autoregressive", "broadcast"])
+def test_reconstruction_loss_trains_through_the_frozen_decoder(decoder):
+    torch.manual_seed(0)
+    encoder = SmoothSAModel(tiny_config("cnn", decoder)).eval().requires_grad_(False)
+    model = tiny_world_model(slot_dim=32, window=2).train()
+    batch = {"slots": torch.randn(2, 4, 4, 32),
+             "frames": torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)}
+    losses = DynamicsTask(2, 2, 0.5, encoder).training_loss(model, batch)
+    assert set(losses) == {"loss", "slot_mse", "reconstruction"}
+    torch.testing.assert_close(losses["loss"], losses["slot_mse"] + 0.5 * losses["reconstruction"])
+    losses["reconstruction"].backward()
+    assert model.project_out.weight.grad.abs().sum() > 0
+    assert all(parameter.grad is None for parameter in encoder.parameters())
+
+
+def test_shipped_configs_load_and_bad_ones_are_refused():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        config = load_config(DynamicsConfig, path)
+        WorldModelConfig(slot_dim=8, **vars(config.model))
+    with pytest.raises(ValueError, match="needs data.encoder and data.videos"):
+        load_config(DynamicsConfig, TINY, ["loss.reconstruction_weight=1.0"])
+    with pytest.raises(ValueError, match="remove_slot or rollout.remove_object_id, not both"):
+        load_config(DynamicsConfig, TINY, ["rollout.remove_slot=1", "rollout.remove_object_id=2"])
+
+
+def test_slot_windows_cover_every_start(tmp_path):
+    videos = [np.arange(t, dtype=float)[:, None, None] + np.zeros((t, 2, 3)) for t in (7, 3, 5)]
+    slots = load_slots(write_slots(tmp_path / "slots", {"train": videos}),
+                       cache_dir=tmp_path / "hf")
+    windows = SlotWindows(slots, length=4, stride=2)
+    assert [(int(w["video_index"]), int(w["start"])) for w in windows] == [(0, 0), (0, 2), (2, 0)]
+    assert windows[1]["slots"].shape == (4, 2, 3)
+    assert windows[1]["slots"][:, 0, 0].tolist() == [2.0, 3.0, 4.0, 5.0]
+    assert [int(w["start"]) for w in SlotWindows(slots, 4, max_per_video=1)] == [0, 0]
+    with pytest.raises(ValueError, match="no video has 8 frames"):
+        SlotWindows(slots, 8)
+
+
+def test_trained_world_model_beats_copying_on_linear_motion(tmp_path):
+    folder = write_slots(tmp_path / "slots", {"train": linear_motion(0, 512),
+                                              "validation": linear_motion(1, 16)})
+    main(["--config", TINY, f"data.train_slots={folder}", f"data.evaluation_slots={folder}",
+          f"training.output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'hf'}"])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics) == {"slot_mse", "slot_mse_step_01", "slot_mse_step_02",
+                            "slot_mse_step_03"}
+    assert (tmp_path / "run" / "dynamics.yaml").is_file()
+    model = WorldModel.from_pretrained(tmp_path / "run" / "model").eval()
+    windows = SlotWindows(load_slots(folder, "validation", cache_dir=tmp_path / "hf"), 9,
+                          max_per_video=1)
+    results = evaluate_rollouts(model, None, DataLoader(windows, batch_size=8), 3, 6)
+    learned, copied = results["world model"]["slot_mse"], results["copy last"]["slot_mse"]
+    assert all(learned[k] < 0.9 * copied[k] for k in range(2, 6)), (learned, copied)
+    assert max(results["constant velocity"]["slot_mse"]) < 1e-10  # exact on linear motion
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    import downstream.head_training as head_training
+
+    folder = write_slots(tmp_path / "slots", {"train": linear_motion(0, 16, 8)})
+
+    def train(name):
+        main(["--config", TINY, f"data.train_slots={folder}", f"data.cache_dir={tmp_path / 'hf'}",
+              f"training.output_dir={tmp_path / name}", "training.max_steps=6",
+              "training.checkpoint_every=3", "training.batch_size=4"])
+
+    train("whole")
+    original = head_training.save_checkpoint
+
+    def crash_after_first_checkpoint(accelerator, checkpoints, step, keep):
+        original(accelerator, checkpoints, step, keep)
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(head_training, "save_checkpoint", crash_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train("interrupted")
+    monkeypatch.setattr(head_training, "save_checkpoint", original)
+    train("interrupted")
+    whole = load_file(tmp_path / "whole" / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "interrupted" / "model" / "model.safetensors")
+    assert whole.keys() == resumed.keys()
+    for key, value in whole.items():
+        assert torch.equal(value, resumed[key]), key
+
+
+def test_rollout_dataset_round_trips_through_load_slots(tmp_path):
+    observed_slots = np.random.default_rng(0).standard_normal((3, 7, 3, 8))
+    folder = write_slots(tmp_path / "slots", {"validation": observed_slots})
+    model = tiny_world_model()
+    model.save_pretrained(tmp_path / "world")
+    main(["rollout", "--config", TINY, "--world-model", str(tmp_path / "world"),
+          "--slots", str(folder), "--output", str(tmp_path / "rollout"),
+          f"data.cache_dir={tmp_path / 'hf'}", "rollout.observed_frames=5", "rollout.steps=4",
+          "rollout.remove_slot=1", "rollout.batch_size=2"])
+    rollouts = load_slots(tmp_path / "rollout", "validation", cache_dir=tmp_path / "hf")
+    assert slot_spec(rollouts.features) == SlotSpec(3, 8, "float32")
+    assert slot_provenance(rollouts) == PROVENANCE
+    assert rollouts["video_index"] == [10000, 10001, 10002]
+    assert set(rollouts["observed_frames"]) == {5} and set(rollouts["predicted_frames"]) == {4}
+    assert set(rollouts["removed_slot"]) == {1}
+    assert set(rollouts["world_model_id"]) == {str(tmp_path / "world")}
+    written = torch.tensor(np.array(rollouts.with_format("numpy")["slots"]))
+    observed = torch.tensor(observed_slots, dtype=torch.float32)[:, :5]
+    slot_mask = torch.tensor([True, False, True]).expand(3, 3)
+    expected = model.rollout(observed, 4, slot_mask)
+    observed[:, :, 1] = 0
+    torch.testing.assert_close(written, torch.cat([observed, expected], dim=1))
+    assert "split: validation" in (tmp_path / "rollout" / "README.md").read_text()
+
+
+def test_slot_of_object_is_the_slot_that_covers_it_best():
+    index_maps = torch.zeros(2, 4, 4, dtype=torch.int64)
+    index_maps[:, :2, :2] = 1  # object 1: the top-left quarter
+    index_maps[:, 2:, :] = 2  # object 2: the bottom half
+    slot_masks = torch.zeros(2, 3, 4, 4)
+    slot_masks[:, 0] = 0.5  # slot 0: everywhere a little
+    slot_masks[:, 2, :2, :3] = 1.0  # slot 2: the top-left, a bit wider
+    slot_masks[:, 1, 2:] = 1.0  # slot 1: the bottom half
+    assert slot_of_object(slot_masks, index_maps, 1) == 2
+    assert slot_of_object(slot_masks, index_maps, 2) == 1
+    assert slot_of_object(slot_masks, index_maps, 3) is None
+
+
+def test_horizon_metrics_on_a_hand_made_case():
+    target = torch.zeros(2, 3, 2, 2)
+    predicted = target + torch.tensor([0.0, 1.0, 2.0])[None, :, None, None]  # error k^2
+    true_segmentation = torch.tensor([[0, 0, 1, 1], [0, 2, 2, 1]]).reshape(1, 1, 2, 4)
+    true_segmentation = true_segmentation.expand(2, 3, 2, 4)
+    relabelled = (true_segmentation + 1) % 3  # the same segments under other ids
+    wrong = torch.zeros_like(true_segmentation)  # one segment
+    segmentation = torch.stack([relabelled[:, 0], wrong[:, 1], relabelled[:, 2]], dim=1)
+    metrics = HorizonMetrics(3)
+    metrics.update(predicted, target, segmentation, true_segmentation)
+    scores = metrics.compute()
+    assert scores["slot_mse"] == [0.0, 1.0, 4.0]
+    assert scores["ari"] == pytest.approx([1.0, 0.0, 1.0])
+    assert scores["fg_ari"][0] == pytest.approx(1.0)
+    expected = adjusted_rand_index(wrong[:, 1], true_segmentation[:, 1], ignore_background=True)
+    assert scores["fg_ari"][1] == pytest.approx(expected.mean().item())
+    # one segment: matched to object 1 (IoU 3/8), object 2 unmatched (0)
+    assert scores["miou"] == pytest.approx([1.0, (3 / 8 + 0) / 2, 1.0])
+    table = horizon_table({"model": scores, "other": {"slot_mse": [0.5, 0.5, 0.5]}})
+    assert "slot MSE" in table and "FG-ARI" in table and "4.0000" in table
+
+
+@dataclass
+class TinyClevrer:
+    root: Path  # CLEVRER-layout videos, split validation
+    slots: np.ndarray  # [2,8,4,32] the encoder's slots of the two videos
+    folder: Path  # their slot dataset, with the encoder's masks
+    encoder: Path
+    world_model: Path
+    cache: Path
+
+
+@pytest.fixture(scope="module")
+def tiny_clevrer(tmp_path_factory) -> TinyClevrer:
+    """Two tiny CLEVRER-layout videos, a tiny encoder, its slots, an untrained world model."""
+    tmp_path = tmp_path_factory.mktemp("tiny-clevrer")
+    directory = make_clevrer_directory(tmp_path / "clevrer", splits={"validation": (10000,
+                                                                                    10001)})
+    torch.manual_seed(0)
+    encoder = SmoothSAModel(tiny_config("cnn")).eval()
+    encoder.save_pretrained(tmp_path / "encoder")
+    videos = load_clevrer_videos(directory.root, "validation", VideoLoadingConfig(size=(32, 32)),
+                                 cache_dir=tmp_path / "hf")
+    frames = torch.tensor(np.array(videos.with_format("numpy")["frames"])).float() / 255
+    with torch.no_grad():
+        encoded = encoder(frames, generator=torch.Generator().manual_seed(0), decode=False)
+    slots = encoded.slots.numpy()
+    folder = write_slots(tmp_path / "slots", {"validation": slots},
+                         {"validation": encoded.attention.numpy()})
+    tiny_world_model(slot_dim=32).save_pretrained(tmp_path / "world")
+    return TinyClevrer(directory.root, slots, folder, tmp_path / "encoder", tmp_path / "world",
+                       tmp_path / "hf")
+
+
+def test_evaluate_command_on_tiny_clevrer(tiny_clevrer, tmp_path, capsys):
+    data = tiny_clevrer
+    results = main(["evaluate", "--config", TINY, "--world-model", str(data.world_model),
+                    "--slots", str(data.folder), "--videos", str(data.root), "--encoder",
+                    str(data.encoder), "--output", str(tmp_path / "evaluation"),
+                    f"data.cache_dir={data.cache}", "evaluation.horizon=4"])
+    saved = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert saved["scores"] == results
+    assert saved["burn_in"] == 3 and saved["num_videos"] == 2 and saved["mask_size"] == [16, 16]
+    assert set(results) == {"world model", "copy last", "constant velocity", "true slots"}
+    copied = [float(np.mean((data.slots[:, 3 + k] - data.slots[:, 2]) ** 2)) for k in range(4)]
+    assert results["copy last"]["slot_mse"] == pytest.approx(copied, rel=1e-5)
+    assert results["true slots"]["slot_mse"] == [0.0] * 4
+    for scores in results.values():
+        assert all(-1 <= value <= 1 for name in ("ari", "fg_ari", "miou")
+                   for value in scores[name])
+    assert (tmp_path / "evaluation" / "horizons.png").read_bytes()[:4] == b"\x89PNG"
+    assert "FG-ARI" in capsys.readouterr().out
+
+
+def test_rollout_without_an_object_matched_by_its_mask(tiny_clevrer, tmp_path):
+    data = tiny_clevrer
+    main(["rollout", "--config", TINY, "--world-model", str(data.world_model), "--slots",
+          str(data.folder), "--videos", str(data.root), "--output", str(tmp_path / "rollout"),
+          f"data.cache_dir={data.cache}", "rollout.remove_object_id=1",
+          "rollout.observed_frames=4", "rollout.steps=2"])
+    rollouts = load_slots(tmp_path / "rollout", "validation", cache_dir=data.cache)
+    for row in rollouts.with_format("numpy"):
+        assert 0 <= row["removed_slot"] < 4 and row["slots"].shape == (6, 4, 32)
+        assert np.all(row["slots"][:, row["removed_slot"]] == 0)
+
+
+def test_training_with_the_decoder_reconstruction_loss(tiny_clevrer, tmp_path):
+    data = tiny_clevrer
+    metrics = main(["--config", TINY, "--encoder", str(data.encoder), "--videos", str(data.root),
+                    f"data.train_slots={data.folder}", "data.train_split=validation",
+                    f"data.cache_dir={data.cache}", f"training.output_dir={tmp_path / 'run'}",
+                    "loss.reconstruction_weight=1.0", "training.max_steps=2",
+                    "training.batch_size=2"])
+    assert metrics == {}  # no evaluation slots
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

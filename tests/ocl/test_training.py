@@ -1,0 +1,146 @@
+"""Encoder training with Lightning on a tiny generated CLEVRER-layout set."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ocl.train
+from ocl.lightning_module import SmoothSATraining
+from ocl.losses import LossWeights
+from ocl.modeling import SmoothSAModel
+from ocl.training_config import (
+    EncoderTrainingConfig,
+    OptimConfig,
+    TrainerConfig,
+    VideoDataConfig,
+)
+from tests.ocl.tiny import tiny_config, tiny_fields
+from tests.tasks.clevrer_directory import make_clevrer_directory
+
+
+@pytest.fixture(scope="module")
+def clevrer_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clevrer")
+    make_clevrer_directory(root, num_frames=6, image_size=(32, 32))
+    return root
+
+
+def training_config(root: Path, output: Path, **optim) -> EncoderTrainingConfig:
+    return EncoderTrainingConfig(
+        model=tiny_fields("cnn", "broadcast", image_size=[32, 32]),
+        data=VideoDataConfig(root=str(root), image_size=[32, 32], clip_frames=2,
+                             validation_frames=4, batch_size=4,
+                             cache_dir=str(output.parent / "cache")),
+        optim=OptimConfig(**{"learning_rate": 2e-3, "max_steps": 12, **optim}),
+        trainer=TrainerConfig(output_dir=str(output), validation_every=8, checkpoint_every=4,
+                              log_every=1, seed=3),
+    )
+
+
+def logged_losses(output: Path) -> list[float]:
+    with open(output / "csv" / "metrics.csv") as rows:
+        return [float(row["train/loss"]) for row in csv.DictReader(rows) if row["train/loss"]]
+
+
+def test_training_lowers_the_loss_and_exports_the_encoder(clevrer_root, tmp_path):
+    output = tmp_path / "run"
+    metrics = ocl.train.train(training_config(clevrer_root, output, max_steps=40))
+    losses = logged_losses(output)
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    assert {"val/ari", "val/fg_ari", "val/mbo", "val/miou"} <= set(metrics)
+    encoder = SmoothSAModel.from_pretrained(output / "encoder")
+    assert encoder.config.decoder == "broadcast"
+    assert (output / "metrics.json").is_file() and (output / "config.yaml").is_file()
+    assert sorted(p.name for p in (output / "pictures").glob("*.png")) == [
+        f"step_{step:07d}.png" for step in (8, 16, 24, 32, 40)
+    ]
+
+
+def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(clevrer_root, tmp_path,
+                                                                   monkeypatch):
+    ocl.train.train(training_config(clevrer_root, tmp_path / "whole"))
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterStep(ocl.train.L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 5:
+                raise Crash
+
+    build = ocl.train.build_trainer
+
+    def crashing_trainer(config, output):
+        trainer = build(config, output)
+        trainer.callbacks.append(CrashAfterStep())
+        return trainer
+
+    monkeypatch.setattr(ocl.train, "build_trainer", crashing_trainer)
+    with pytest.raises(Crash):
+        ocl.train.train(training_config(clevrer_root, tmp_path / "resumed"))
+    assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_file()
+    monkeypatch.setattr(ocl.train, "build_trainer", build)
+    ocl.train.train(training_config(clevrer_root, tmp_path / "resumed"))
+    whole = load_file(tmp_path / "whole" / "encoder" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "encoder" / "model.safetensors")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_preloaded_frames_give_the_same_clips(clevrer_root, tmp_path):
+    from ocl.video_data import StepIndexedClips, VideoClipDataModule, preload_frames
+
+    config = training_config(clevrer_root, tmp_path / "run").data
+    data = VideoClipDataModule(config, max_steps=4, steps_per_epoch=4, seed=1)
+    data.setup()
+    mapped = StepIndexedClips(data.train_videos, 2, 16, seed=1)
+    preloaded = StepIndexedClips(preload_frames(data.train_videos), 2, 16, seed=1)
+    assert preloaded.videos.shape == (3, 6, 3, 32, 32)
+    for index in range(16):
+        assert torch.equal(mapped[index]["frames"], preloaded[index]["frames"])
+
+
+def test_nan_loss_stops_training_with_a_clear_message():
+    model = SmoothSAModel(tiny_config("cnn", "broadcast"))
+    with torch.no_grad():
+        model.slot_attention.to_q.weight.fill_(float("nan"))
+    module = SmoothSATraining(model, OptimConfig(max_steps=10), LossWeights())
+    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):
+        module.training_step({"frames": torch.rand(2, 2, 3, 32, 32)}, 0)
+
+
+def test_preheat_detach_schedule():
+    model = SmoothSAModel(tiny_config("cnn", "broadcast"))
+    module = SmoothSATraining(model, OptimConfig(max_steps=100, preheat_detach_fraction=0.1),
+                              LossWeights())
+    flags = []
+    for step in (0, 9, 10, 50):
+        module._trainer = None
+        type(module).global_step = property(lambda self, step=step: step)
+        module.on_train_batch_start({}, 0)
+        flags.append(bool(model.initializer.detach_flag))
+    del type(module).global_step
+    assert flags == [True, True, False, False]
+
+
+def test_evaluation_table_scores_encoders_and_grids(clevrer_root, tmp_path):
+    from ocl.evaluate import main as evaluate
+
+    model = SmoothSAModel(tiny_config("cnn", "broadcast"))
+    model.save_pretrained(tmp_path / "tiny" / "encoder")
+    scores = evaluate([
+        "--encoders", str(tmp_path / "tiny" / "encoder"), "--data", str(clevrer_root),
+        "--frames", "4", "--untrained", "--cache-dir", str(tmp_path / "cache"),
+        "--out", str(tmp_path / "scores.json"),
+    ])
+    assert list(scores) == ["tiny", "tiny (untrained)", "grid_2x2", "grid_3x3",
+                            "horizontal_stripes", "vertical_stripes"]
+    for score in scores.values():
+        assert -1 <= score.ari <= 1 and 0 <= score.mbo <= 1 and 0 <= score.miou <= 1
+    assert scores["tiny"].frames_per_second > 0 and scores["grid_2x2"].frames_per_second is None
+    assert "grid_3x3" in (tmp_path / "scores.json").read_text()
