@@ -243,6 +243,10 @@ def train_head(
         export_model(accelerator.unwrap_model(model), metrics, output)
     if finish is not None:
         finish(accelerator.unwrap_model(model), accelerator)
+    # free the distributed wrapper (DDP) while its process group lives: freed after the group is
+    # destroyed, a gloo group's teardown can hang the process at exit
+    model, optimizer, schedule = accelerator.free_memory(model, optimizer, schedule)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
 

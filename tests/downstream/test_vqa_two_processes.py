@@ -3,6 +3,7 @@ data and global batch: the same accuracies, the same weights up to float roundin
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,10 +40,16 @@ def test_two_cpu_processes_match_one(vqa_files, tmp_path):
         "--config", str(TINY), *overrides, f"training.output_dir={tmp_path / 'two'}",
     ]
     environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, env=environment, capture_output=True, text=True,
-                              timeout=300)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    assert "processes: 2," in finished.stdout
+    # a session of its own, so that a hang kills the launcher's worker processes too
+    launcher = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = launcher.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        stdout, stderr = launcher.communicate()
+    assert launcher.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert "processes: 2," in stdout
 
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two == one  # accuracies are counts over the same questions: exactly equal
