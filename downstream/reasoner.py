@@ -10,6 +10,8 @@ Every sequence is `[CLS] + the slots of t frames + text`:
   "slot" (SmoothSA keeps a slot's index on the same object over a video, so the index means
   something across frames);
 - a word: word embedding + position embedding + type "question" or "choice" (the segment id).
+A slot marked absent (`present_slots`: padding, a rollout's removed slot) is attended by no
+token in any frame.
 A question's own sequence holds its words; a multiple-choice question also gets one sequence per
 choice, `question <sep> choice` (see `tasks/collate.py`). A pre-norm transformer encoder reads all
 b + c sequences at once. The descriptive head classifies the CLS output of each question's own
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -169,6 +171,7 @@ class ReasonerModel(PreTrainedModel):
         choice_segment_ids: torch.Tensor,
         choice_to_question: torch.Tensor,
         slots: torch.Tensor | None = None,
+        present_slots: torch.Tensor | None = None,
     ) -> ReasonerOutput:
         """Answers b questions and scores their c choices.
 
@@ -178,6 +181,8 @@ class ReasonerModel(PreTrainedModel):
                 `question <sep> choice` sequences, True on real words, 0 question / 1 choice.
             choice_to_question: `[c]` the question (row in b) of each choice.
             slots: `[b,t,n,d]` the slots of each question's video (None for question-only).
+            present_slots: `[b,n]` bool, False for a slot no token may attend to in any frame
+                (padding; a rollout's removed slot); None: every slot takes part.
         """
         if (slots is None) == self.config.use_slots:
             raise ValueError("this reasoner was built with use_slots="
@@ -197,7 +202,10 @@ class ReasonerModel(PreTrainedModel):
             owners = torch.cat([torch.arange(num_questions, device=slots.device),
                                 choice_to_question])
             tokens.insert(0, slot_tokens[owners])
-            masks.insert(0, real.new_ones(len(owners), slot_tokens.shape[1]))
+            if present_slots is None:
+                present_slots = real.new_ones(slots.shape[0], slots.shape[2])
+            masks.insert(0, repeat(present_slots.bool(), "b n -> b (t n)",
+                                   t=slots.shape[1])[owners])
         cls = self.token_types.weight[CLS_TYPE].expand(len(words), 1, -1)
         sequence = self.embedding_dropout(torch.cat([cls, *tokens], dim=1))
         attended = torch.cat([real.new_ones(len(words), 1), *masks], dim=1)

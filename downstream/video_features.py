@@ -4,7 +4,9 @@ Axis legend: t frames, n slots (or objects), d channels, H W pixels.
 
 Sources: a slot dataset (`tasks/slots.py`, memory-mapped: only the rows read are resident), or
 arrays in memory: slots encoded on the fly by a frozen SmoothSA encoder (small data and demos),
-or ground-truth object states (`downstream/vqa_baselines.py`). Every source returns float32.
+or ground-truth object states (`downstream/vqa_baselines.py`). Every source returns float32,
+and says which slots of a video take part (`present_slots`): all of them, except a rollout's
+removed slot (its `removed_slot` column, see `downstream/rollout_dataset.py`) and padding.
 """
 
 from collections.abc import Mapping
@@ -37,6 +39,12 @@ class VideoFeatures(Protocol):
     def __call__(self, video_index: int) -> np.ndarray:
         """`[t,n,d]` float32 features of one video."""
 
+    def present_slots(self, video_index: int) -> np.ndarray:
+        """`[n]` bool: the slots of the video that take part (False: padding, removed)."""
+
+
+REMOVED_SLOT_COLUMN = "removed_slot"  # a rollout dataset's slot left out, -1 for none
+
 
 class SlotDatasetFeatures:
     """The slots of a slot dataset (one row per video)."""
@@ -52,6 +60,9 @@ class SlotDatasetFeatures:
             raise BadInputError(f"{name} holds videos {unique[counts > 1][:5].tolist()} more "
                                 "than once")
         self.rows = {int(video): row for row, video in enumerate(self.video_indices)}
+        self.removed = None
+        if REMOVED_SLOT_COLUMN in slots.features:
+            self.removed = np.asarray(self.table[REMOVED_SLOT_COLUMN].to_numpy(), dtype=np.int64)
 
     def videos(self) -> np.ndarray:
         return self.video_indices
@@ -67,11 +78,19 @@ class SlotDatasetFeatures:
         row = self.rows[video_index]
         return array_rows(self.table[row:row + 1]["slots"])[0].astype(np.float32)
 
+    def present_slots(self, video_index: int) -> np.ndarray:
+        present = np.ones(self.num_slots, dtype=bool)
+        if self.removed is not None and self.removed[self.rows[video_index]] >= 0:
+            present[self.removed[self.rows[video_index]]] = False
+        return present
+
 
 class ArrayFeatures:
-    """Features held in memory, `{video_index: [t,n,d]}`."""
+    """Features held in memory, `{video_index: [t,n,d]}`, and optionally which slots of each
+    video take part, `{video_index: [n] bool}` (default: all)."""
 
-    def __init__(self, arrays: Mapping[int, np.ndarray], name: str = "features"):
+    def __init__(self, arrays: Mapping[int, np.ndarray], name: str = "features",
+                 present: Mapping[int, np.ndarray] | None = None):
         if not arrays:
             raise BadInputError(f"no videos in the {name}")
         shapes = {array.shape[1:] for array in arrays.values()}
@@ -82,6 +101,8 @@ class ArrayFeatures:
                        for video, array in arrays.items()}
         self.num_slots, self.feature_dim = shapes.pop()
         self.name = name
+        self.present = {int(video): np.asarray(mask, dtype=bool)
+                        for video, mask in (present or {}).items()}
 
     def videos(self) -> np.ndarray:
         return np.asarray(list(self.arrays), dtype=np.int64)
@@ -93,6 +114,9 @@ class ArrayFeatures:
         if video_index not in self.arrays:
             raise BadInputError(f"video {video_index} is not in the {self.name}")
         return self.arrays[video_index]
+
+    def present_slots(self, video_index: int) -> np.ndarray:
+        return self.present.get(video_index, np.ones(self.num_slots, dtype=bool))
 
 
 def uniform_frame_indices(available: int, wanted: int) -> np.ndarray:

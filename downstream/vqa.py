@@ -162,7 +162,7 @@ class PrepareConfig:
     frames: int = 32
     size: int = 64
     seed: int = 0
-    encoder: str = "models/smoothsa-clevrer-sim-small"
+    encoder: str = "models/clevrer_sim_small"
 
 
 @dataclass

@@ -7,7 +7,7 @@
   upper bound on what slots can tell the reasoner. Per frame per object, in object_id order (so
   an object keeps its index over time, as a SmoothSA slot does), 20 channels: one-hot colour (8),
   shape (3) and material (2), location x y z (3), velocity (3), inside_camera_view (1); objects
-  padded with zeros to `max_objects`.
+  padded with zeros to `max_objects`, the padding marked absent (no token attends to it).
 
 Axis legend: t frames, n objects, d channels.
 """
@@ -57,6 +57,9 @@ class DerangedFeatures:
             raise BadInputError(f"video {video_index} has no slots to shuffle")
         return self.base(self.mapping[video_index])
 
+    def present_slots(self, video_index: int) -> np.ndarray:
+        return self.base.present_slots(self.mapping[video_index])
+
 
 def object_state_features(annotations: Mapping[int, Path], max_objects: int,
                           num_frames: int) -> ArrayFeatures:
@@ -65,14 +68,15 @@ def object_state_features(annotations: Mapping[int, Path], max_objects: int,
     if not annotations:
         raise BadInputError("no annotation files: the object-state baseline needs annotations "
                             "(the test split has none)")
-    states = {}
+    states, present = {}, {}
     for video_index, path in annotations.items():
         try:
             annotation = json.loads(Path(path).read_text())
         except json.JSONDecodeError as error:
             raise BadInputError(f"{path} is not valid JSON: {error}") from error
         states[video_index] = object_states(annotation, max_objects, num_frames, str(path))
-    return ArrayFeatures(states, name="object states")
+        present[video_index] = np.arange(max_objects) < len(annotation["object_property"])
+    return ArrayFeatures(states, name="object states", present=present)
 
 
 def object_states(annotation: dict, max_objects: int, num_frames: int,

@@ -3,15 +3,17 @@
 Axis legend: T sampled frames, t frames a video has, n slots, d channels.
 
 `VqaDataset` is map-style, so the shared loop's step sampler can pick rows by index; rows are
-the question columns `tasks/collate.py` reads plus `slots` `[T,n,d]` float32 (none for the
-question-only baseline). The questions stay memory-mapped Arrow and the features are read per
-row, so the dataset costs each process little memory whatever its size.
+the question columns `tasks/collate.py` reads plus `slots` `[T,n,d]` float32 and
+`present_slots` `[n]` bool (neither for the question-only baseline). The questions stay
+memory-mapped Arrow and the features are read per row, so the dataset costs each process little
+memory whatever its size.
 
 Frames: T frames spread evenly over the video's t, the first and the last always in
 (`uniform_frame_indices`). With a rollout (the features of the observed frames followed by
 those the dynamics model predicts), predictive and counterfactual questions read their T frames
 spread evenly over the whole rollout instead, so part of them lie after the video's end;
-descriptive and explanatory questions always read the observed video.
+descriptive and explanatory questions always read the observed video. A rollout's removed
+slot (a counterfactual rollout) is marked absent in the rows that read the rollout.
 """
 
 import datasets
@@ -73,6 +75,7 @@ class VqaDataset(Dataset):
         if source is not None:
             video = source(row["video_index"])
             row["slots"] = video[uniform_frame_indices(len(video), self.num_frames)]
+            row["present_slots"] = source.present_slots(row["video_index"])
         return row
 
 

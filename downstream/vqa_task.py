@@ -35,6 +35,7 @@ def reasoner_output(model: ReasonerModel, batch: QuestionBatch) -> ReasonerOutpu
         choice_segment_ids=batch.choice_segment_ids,
         choice_to_question=batch.choice_to_question,
         slots=batch.slots,
+        present_slots=batch.present_slots,
     )
 
 

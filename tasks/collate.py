@@ -52,6 +52,8 @@ class QuestionBatch:
     choice_to_question: torch.Tensor  # [c] int64, row in the batch of each choice's question
     slots: torch.Tensor | None = None  # [b,t,n,d] float16 | float32
     slot_masks: torch.Tensor | None = None  # [b,t,n,h,w]
+    present_slots: torch.Tensor | None = None  # [b,n] bool, False: a slot left out (padding,
+    # a rollout's removed slot)
 
     def to(self, device: torch.device | str) -> QuestionBatch:
         moved = {
@@ -105,6 +107,7 @@ class QuestionCollator:
             choice_to_question=_integers(owners),
             slots=_stack(rows, "slots"),
             slot_masks=_stack(rows, "slot_masks"),
+            present_slots=_stack(rows, "present_slots"),
         )
 
 

@@ -55,6 +55,19 @@ def test_rows_carry_their_video_slots(vqa_files, questions):
     assert "slots" not in VqaDataset(questions, 3)[0]  # question-only
 
 
+def test_a_rollout_removed_slot_is_absent_in_the_rows_that_read_it(vqa_files, questions,
+                                                                  tmp_path):
+    rollout = write_slot_dataset(tmp_path / "rollout", {"train": (0, 1, 2)}, num_frames=9,
+                                 removed_slot=2)
+    dataset = VqaDataset(questions, 3, slot_features(vqa_files.slots, vqa_files.cache),
+                         slot_features(rollout, tmp_path / "hf"))
+    for index in range(len(dataset)):
+        row = dataset[index]
+        from_rollout = row["question_type"] in ("predictive", "counterfactual")
+        assert row["present_slots"].tolist() == ([True, True, False] if from_rollout
+                                                 else [True, True, True])
+
+
 def test_a_question_whose_video_has_no_slots_is_named(vqa_files, questions, tmp_path):
     partial = write_slot_dataset(tmp_path / "slots", {"train": (0, 2)})
     with pytest.raises(BadInputError, match=r"5 questions name 1 videos without slots, e\.g\. "
@@ -116,7 +129,8 @@ def test_object_states_from_the_annotations(vqa_files):
     assert states[0, 1, 11:13].tolist() == [1, 0]  # metal
     np.testing.assert_allclose(states[:, 0, 13], [0.0, 0.4, 0.7], atol=1e-6)  # x at 0, 4, 7
     np.testing.assert_allclose(states[:, 0, 16:20], [[0.1, 0, 0, 1]] * 3)  # velocity, in view
-    assert not states[:, 2:].any()  # padding
+    assert not states[:, 2:].any()  # padding, marked absent
+    assert features.present_slots(0).tolist() == [True, True, False, False]
     annotation = json.loads(annotations[1].read_text())
     with pytest.raises(BadInputError, match="3 objects, more than max_objects 2"):
         object_states(annotation, 2, 3, "annotation_00001.json")

@@ -102,3 +102,23 @@ def test_save_and_load(tmp_path):
     batch = QuestionCollator()(rows())
     torch.testing.assert_close(loaded(**inputs(batch)).choice_logits,
                                reasoner(**inputs(batch)).choice_logits)
+
+
+def test_an_absent_slot_changes_nothing():
+    """A slot marked absent (padding, a rollout's removed slot) is attended by no token."""
+    reasoner = model()
+    items = rows()
+    present = torch.tensor([True, False, True, True])
+    for item in items:
+        item["present_slots"] = present.numpy()
+    batch = QuestionCollator()(items)
+    assert batch.present_slots.shape == (3, 4)
+    masked = reasoner(**inputs(batch), present_slots=batch.present_slots)
+    for item in items:
+        item["slots"] = item["slots"].copy()
+        item["slots"][:, 1] = 100.0  # the absent slot, in every frame
+    changed = reasoner(**inputs(QuestionCollator()(items)), present_slots=batch.present_slots)
+    torch.testing.assert_close(changed.descriptive_logits, masked.descriptive_logits)
+    torch.testing.assert_close(changed.choice_logits, masked.choice_logits)
+    every = reasoner(**inputs(QuestionCollator()(items)))
+    assert not torch.allclose(every.descriptive_logits, masked.descriptive_logits)
