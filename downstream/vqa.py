@@ -189,14 +189,12 @@ class VqaConfig:
 
 @dataclass
 class VqaData:
-    """The datasets of a run and what the reasoner's input sizes follow from."""
+    """The datasets of a run and the question vocabulary."""
 
     train: VqaDataset
     evaluation: VqaDataset | None
     submission: VqaDataset | None
     vocabulary: QuestionVocabulary
-    num_slots: int
-    slot_dim: int
 
 
 class MissingPieceError(RuntimeError):
@@ -219,7 +217,7 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
         f"processes: {accelerator.num_processes}, device {accelerator.device}; reasoner of "
         f"{sum(p.numel() for p in model.parameters()):,} parameters reads {config.data.inputs}"
         f"{' and rollouts' if config.data.rollout else ''}; {len(data.train)} training "
-        f"questions, {len(data.evaluation) if data.evaluation else 0} evaluation questions"
+        f"questions, {len(data.evaluation or ())} evaluation questions"
     )
     output = Path(config.training.output_dir)
     if accelerator.is_main_process:
@@ -266,13 +264,8 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaDa
         return VqaDataset(questions, data.num_frames,
                           split_features(data, split, encoder, seed, device), rollout)
 
-    train = split_dataset(data.train_split)
-    if data.inputs == "none":
-        num_slots, slot_dim = 1, 1
-    else:
-        num_slots, slot_dim = train.features.num_slots, train.features.feature_dim
-    return VqaData(train, split_dataset(data.evaluation_split),
-                   split_dataset(data.submission_split), vocabulary, num_slots, slot_dim)
+    return VqaData(split_dataset(data.train_split), split_dataset(data.evaluation_split),
+                   split_dataset(data.submission_split), vocabulary)
 
 
 def split_features(data: VqaDataConfig, split: str, encoder, seed: int,
@@ -299,10 +292,12 @@ def split_features(data: VqaDataConfig, split: str, encoder, seed: int,
 
 
 def reasoner_config(config: VqaConfig, data: VqaData) -> ReasonerConfig:
-    settings = config.model
+    """The reasoner of `config.model`, sized for the vocabulary and the training features."""
+    settings, features = config.model, data.train.features
     return ReasonerConfig(
-        vocabulary_size=len(data.vocabulary), use_slots=config.data.inputs != "none",
-        slot_dim=data.slot_dim, max_slots=data.num_slots, max_frames=config.data.num_frames,
+        vocabulary_size=len(data.vocabulary), use_slots=features is not None,
+        slot_dim=features.feature_dim if features else 1,
+        max_slots=features.num_slots if features else 1, max_frames=config.data.num_frames,
         max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
