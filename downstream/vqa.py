@@ -16,14 +16,13 @@ inputs (`downstream/vqa_baselines.py`); it writes checkpoints, TensorBoard logs,
 (`--cpu --num_processes 2` runs one process).
 
 With no arguments the config is `configs/vqa/default.yaml`, whose `prepare` section makes the
-data first (`prepare_default_data`): a small CLEVRER-sim set and its slots, each made once into a
-cache folder.
+data first (`downstream/vqa_default.py`): a small CLEVRER-sim set and its slots, each made once
+into a cache folder.
 """
 
 import argparse
-import importlib.util
 import json
-import subprocess
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +53,11 @@ from downstream.vqa_baselines import (  # noqa: E402
     object_state_features,
 )
 from downstream.vqa_data import VqaDataset  # noqa: E402
+from downstream.vqa_default import (  # noqa: E402
+    MissingPieceError,
+    PrepareConfig,
+    prepare_default_data,
+)
 from downstream.vqa_task import VqaTask, predict_answers  # noqa: E402
 from ocl.config_loading import config_to_yaml, load_config  # noqa: E402
 from tasks.bad_input import BadInputError  # noqa: E402
@@ -149,23 +153,6 @@ class ReasonerSettings:
 
 
 @dataclass
-class PrepareConfig:
-    """The built-in default's data, made once into `cache_dir` before training (when `enabled`).
-
-    videos, frames, size, seed: the CLEVRER-sim set (`python -m tasks.clevrer_sim`).
-    encoder: the small SmoothSA encoder (folder) whose slots the reasoner reads.
-    """
-
-    enabled: bool = False
-    cache_dir: str = ".cache/vqa-default"
-    videos: int = 300
-    frames: int = 32
-    size: int = 64
-    seed: int = 0
-    encoder: str = "models/clevrer_sim_small"
-
-
-@dataclass
 class VqaConfig:
     """A VQA experiment: data, reasoner, training and (for the default) data preparation."""
 
@@ -197,10 +184,6 @@ class VqaData:
     vocabulary: QuestionVocabulary
 
 
-class MissingPieceError(RuntimeError):
-    """The built-in default needs a part of the project that this checkout does not have."""
-
-
 def run_vqa(config: VqaConfig) -> dict[str, float]:
     """Trains (or resumes) the reasoner, evaluates it, writes its outputs; returns the metrics."""
     # the accelerator first: its state reads ACCELERATE_USE_CPU (several CPU processes)
@@ -222,7 +205,9 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
     output = Path(config.training.output_dir)
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "config.yaml").write_text(config_to_yaml(config))
+        staging = output / "config.yaml.partial"
+        staging.write_text(config_to_yaml(config))
+        os.replace(staging, output / "config.yaml")
         data.vocabulary.save(output / "vocabulary.json")
     collate = QuestionCollator(CollateConfig(config.data.max_question_length,
                                              config.data.max_choice_length))
@@ -320,41 +305,6 @@ def write_test_submission(model: ReasonerModel, dataset: VqaDataset, collate, co
         path = Path(config.training.output_dir) / "submission.json"
         write_submission(path, build_submission(scenes, predictions), scenes)
         print(f"wrote {path} ({len(predictions)} questions)")
-
-
-def prepare_default_data(prepare: PrepareConfig) -> tuple[Path, Path]:
-    """The built-in default's data, each part made once into `prepare.cache_dir`: a CLEVRER-sim
-    set (`python -m tasks.clevrer_sim`), then its slots by the small encoder
-    (`downstream.extract.extract_slots`). Returns (CLEVRER directory, slot dataset folder)."""
-    cache = Path(prepare.cache_dir).expanduser()
-    name = f"{prepare.videos}v-{prepare.frames}f-{prepare.size}px-seed{prepare.seed}"
-    clevrer_root, slots = cache / f"clevrer-sim-{name}", cache / f"slots-{name}"
-    missing = []
-    if importlib.util.find_spec("tasks.clevrer_sim") is None:
-        missing.append("the CLEVRER-sim generator (tasks/clevrer_sim)")
-    if importlib.util.find_spec("downstream.extract") is None:
-        missing.append("slot extraction (downstream/extract.py, extract_slots)")
-    if not Path(prepare.encoder).exists():
-        missing.append(f"the small SmoothSA encoder at {prepare.encoder} (prepare.encoder)")
-    if missing:
-        raise MissingPieceError(
-            "the built-in default run needs " + "; ".join(missing) + ". Until they are in this "
-            "checkout, run on your own data: --config configs/vqa/<name>.yaml "
-            "data.clevrer_root=... data.slots=..."
-        )
-    if not (clevrer_root / "questions" / "train.json").is_file():
-        subprocess.run(
-            [sys.executable, "-m", "tasks.clevrer_sim", "--out", str(clevrer_root),
-             "--videos", str(prepare.videos), "--frames", str(prepare.frames),
-             "--size", str(prepare.size), "--seed", str(prepare.seed)],
-            cwd=REPOSITORY, check=True,
-        )
-    if not (slots / "README.md").is_file():
-        from downstream.extract import extract_slots
-
-        extract_slots(encoder=prepare.encoder, clevrer_root=clevrer_root, output=slots,
-                      splits=SPLITS)
-    return clevrer_root, slots
 
 
 def compare_runs(run_folders: list[str]) -> str:

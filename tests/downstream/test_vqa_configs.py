@@ -6,15 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from downstream.vqa import (
-    DEFAULT_CONFIG,
-    REPOSITORY,
-    MissingPieceError,
-    VqaConfig,
-    main,
-    parse_arguments,
-    prepare_default_data,
-)
+from downstream.vqa import DEFAULT_CONFIG, REPOSITORY, VqaConfig, main, parse_arguments
+from downstream.vqa_default import MissingPieceError, prepare_default_data
 from ocl.config_loading import load_config
 
 CONFIGS = sorted((REPOSITORY / "configs" / "vqa").glob("*.yaml"))
