@@ -4,14 +4,17 @@ The reasoner of a config (default: the main job's, `configs/vqa/default.yaml`) t
 synthetic batches shaped like CLEVRER's (question lengths, the share of each question type and
 their choices), with AdamW: training samples (questions) per second. Its FLOPs per sample are
 counted with `torch.utils.flop_counter.FlopCounterMode` over one training step (forward and
-backward); achieved FLOP/s = FLOPs per step / seconds per step. In the same run a large
-`torch.matmul` is timed: the machine's measured matmul FLOP/s, the ceiling the ratio is taken
-against. On CUDA both run in bf16.
+backward); achieved FLOP/s = FLOPs per step / median seconds per step. In the same run a large
+`torch.matmul` is timed (median too): the machine's measured matmul FLOP/s, the ceiling the
+ratio is taken against. On CUDA both run in bf16. The load average is printed: on a shared
+machine, other work slows both.
 
     python benchmarks/vqa.py [--config configs/vqa/default.yaml] [--device cpu|cuda]
 """
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -60,17 +63,23 @@ def synthetic_batch(batch_size: int, num_frames: int, num_slots: int, slot_dim: 
 
 def matmul_flops_per_second(device: str, dtype: torch.dtype, size: int = 2048,
                             repeats: int = 10) -> float:
-    """FLOP/s of `size` x `size` matrix products on `device`, best of `repeats`."""
+    """FLOP/s of `size` x `size` matrix products on `device`, median of `repeats`."""
     left = torch.randn(size, size, device=device, dtype=dtype)
     right = torch.randn(size, size, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):
+    torch.matmul(left, right)  # warm-up
+    return 2 * size**3 / median_seconds(lambda: torch.matmul(left, right), device, repeats)
+
+
+def median_seconds(work, device: str, repeats: int) -> float:
+    """Median wall time of `work()` over `repeats` calls (robust to a busy machine's spikes)."""
+    times = []
+    for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        torch.matmul(left, right)
+        work()
         synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def synchronize(device: str) -> None:
@@ -118,18 +127,15 @@ def main() -> None:
     flops_per_step = counter.get_total_flops()
     for batch in batches[:3]:  # warm-up
         train_step(batch)
-    synchronize(args.device)
-    start = time.perf_counter()
-    for step in range(args.steps):
-        train_step(batches[step % len(batches)])
-    synchronize(args.device)
-    seconds_per_step = (time.perf_counter() - start) / args.steps
+    steps = iter(range(args.steps))
+    seconds_per_step = median_seconds(lambda: train_step(batches[next(steps) % len(batches)]),
+                                      args.device, args.steps)
     achieved = flops_per_step / seconds_per_step
     machine = matmul_flops_per_second(args.device, dtype)
 
     parameters = sum(parameter.numel() for parameter in model.parameters())
     sequences = batches[0].question_tokens.shape[0] + batches[0].choice_tokens.shape[0]
-    print(describe_machine())
+    print(describe_machine() + f"; load average {os.getloadavg()[0]:.1f} over the last minute")
     print(f"reasoner of {args.config}: {parameters:,} parameters, hidden {settings.hidden_size}"
           f", {settings.num_layers} layers; {config.data.num_frames} frames x {args.num_slots} "
           f"slots of {args.slot_dim}; batch {batch_size} questions ({sequences} sequences with "
