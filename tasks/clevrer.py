@@ -64,8 +64,10 @@ class VideoLoadingConfig:
     def __post_init__(self):
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
-        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise ValueError(f"size must be (height, width) of positive ints, got {self.size}")
+        if self.size is not None:
+            if len(self.size) != 2 or min(self.size) < 1:
+                raise ValueError(f"size must be (height, width) of positive ints, got {self.size}")
+            object.__setattr__(self, "size", tuple(int(value) for value in self.size))
         check_on_error(self.on_error)
 
 

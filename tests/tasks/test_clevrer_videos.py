@@ -197,3 +197,20 @@ def test_ambiguous_annotation_is_rejected(clevrer, cache_dir):
     clevrer.annotation_path(0).write_text(json.dumps(annotation))
     with pytest.raises(BadInputError, match="same color/material/shape"):
         load_clevrer_videos(clevrer.root, "train", cache_dir=cache_dir)
+
+
+def test_two_decoding_processes_report_their_skips(clevrer, cache_dir):
+    clevrer.video_path(1).write_bytes(b"not an mp4" * 100)
+    report = LoadReport()
+    config = VideoLoadingConfig(num_proc=2, on_error="skip")
+    videos = load_clevrer_videos(clevrer.root, "train", config, cache_dir, report)
+    assert videos["video_index"] == [0, 2]
+    assert report.counts() == {"video": 1}
+
+
+def test_config_validation():
+    assert VideoLoadingConfig(size=[16, 24]).size == (16, 24)  # e.g. a list from YAML
+    with pytest.raises(ValueError, match="frame_stride"):
+        VideoLoadingConfig(frame_stride=0)
+    with pytest.raises(ValueError, match="on_error"):
+        VideoLoadingConfig(on_error="ignore")
