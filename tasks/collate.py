@@ -54,12 +54,12 @@ class QuestionBatch:
     slot_masks: torch.Tensor | None = None  # [b,t,n,h,w]
 
     def to(self, device: torch.device | str) -> QuestionBatch:
-        moved = {
-            field.name: value.to(device) if isinstance(value, torch.Tensor) else value
-            for field in fields(self)
-            for value in [getattr(self, field.name)]
-        }
-        return QuestionBatch(**moved)
+        """The same batch with every tensor on `device`."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return QuestionBatch(**{
+            name: value.to(device) if value is not None else None
+            for name, value in values.items()
+        })
 
 
 class QuestionCollator:
