@@ -27,6 +27,7 @@ for how mask indices map to annotation object ids.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import uuid
@@ -410,6 +411,10 @@ def _question_rows(
 
 def _from_generator(generator, **kwargs) -> datasets.Dataset:
     """`Dataset.from_generator`, re-raising our BadInputError rather than datasets' wrapper."""
+    if (kwargs.get("num_proc") or 1) > 1:
+        # finalise unreachable PyAV decoders before forking: freeing a threaded decoder
+        # inherited from the parent deadlocks the child
+        gc.collect()
     try:
         return datasets.Dataset.from_generator(generator, **kwargs)
     except DatasetGenerationError as error:
@@ -418,7 +423,10 @@ def _from_generator(generator, **kwargs) -> datasets.Dataset:
             cause = cause.__cause__
         if cause is None:
             raise
+    try:
         raise cause from None
+    finally:
+        cause = None  # no cycle (traceback -> this frame -> cause) keeping frames alive
 
 
 def _probe_size(files: ClevrerSplitFiles) -> tuple[int, int]:

@@ -42,30 +42,9 @@ def decode_video(
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"video file {path} does not exist")
-    kept: list[np.ndarray] = []
-    num_decoded = 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise BadInputError(f"video file {path} has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            declared = stream.frames  # 0 when the container does not say
-            source_size = None
-            for frame in container.decode(stream):
-                if source_size is None:
-                    source_size = (frame.height, frame.width)
-                    height, width = tuple(size) if size is not None else source_size
-                elif (frame.height, frame.width) != source_size:
-                    raise BadInputError(f"video file {path} changes frame size at frame "
-                                        f"{num_decoded}")
-                if num_decoded % stride == 0:
-                    kept.append(frame.to_ndarray(  # [h,w,3]
-                        format="rgb24", width=width, height=height, interpolation="AREA"
-                    ))
-                num_decoded += 1
-    except av.error.FFmpegError as error:
-        raise BadInputError(f"video file {path} cannot be decoded: {error}") from error
+    kept, num_decoded, declared, source_size, failure = _decode(path, stride, size)
+    if failure is not None:
+        raise BadInputError(f"video file {path} {failure}")
     if num_decoded == 0:
         raise BadInputError(f"video file {path} holds no frames")
     if declared and num_decoded != declared:
@@ -80,6 +59,42 @@ def decode_video(
         num_source_frames=num_decoded,
         source_size=source_size,
     )
+
+
+def _decode(
+    path: Path, stride: int, size: tuple[int, int] | None
+) -> tuple[list[np.ndarray], int, int, tuple[int, int] | None, str | None]:
+    """(kept [h,w,3] frames, frames decoded, frames declared, (H, W), failure or None).
+
+    Failures are returned, not raised: an exception's traceback would keep this frame's PyAV
+    objects alive, and a threaded decoder that is still alive when a process forks (datasets'
+    `num_proc`, DataLoader workers) deadlocks the child that frees it.
+    """
+    kept: list[np.ndarray] = []
+    num_decoded, declared, source_size = 0, 0, None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return kept, 0, 0, None, "has no video stream"
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            declared = stream.frames  # 0 when the container does not say
+            for frame in container.decode(stream):
+                if source_size is None:
+                    source_size = (frame.height, frame.width)
+                    height, width = tuple(size) if size is not None else source_size
+                elif (frame.height, frame.width) != source_size:
+                    return kept, num_decoded, declared, source_size, (
+                        f"changes frame size at frame {num_decoded}"
+                    )
+                if num_decoded % stride == 0:
+                    kept.append(frame.to_ndarray(  # [h,w,3]
+                        format="rgb24", width=width, height=height, interpolation="AREA"
+                    ))
+                num_decoded += 1
+    except av.error.FFmpegError as error:
+        return kept, num_decoded, declared, source_size, f"cannot be decoded: {error}"
+    return kept, num_decoded, declared, source_size, None
 
 
 def resize_index_maps(index_maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The CLEVRER video dataset: frames, masks, splits, caching and bad files."""
 
+import gc
 import json
 
 import av
@@ -165,15 +166,45 @@ def test_missing_mp4_raises_by_default(clevrer, cache_dir):
         load_clevrer_videos(clevrer.root, "validation", cache_dir=cache_dir)
 
 
+def packet_bytes(path, packet: int) -> tuple[int, int]:
+    """(position, size) in the file of its `packet`-th video packet."""
+    with av.open(str(path)) as container:
+        return [(item.pos, item.size) for item in container.demux(video=0)
+                if item.size][packet - 1]
+
+
 def test_video_shorter_than_its_header_says_is_rejected(clevrer, cache_dir):
     path = clevrer.video_path(0)
     write_video(path, clevrer.frames(0), faststart=True)  # the frame count comes first
-    with av.open(str(path)) as container:  # cut the file right after its 4th packet
-        packets = [packet for packet in container.demux(video=0) if packet.size]
-        end = max(packet.pos + packet.size for packet in packets[:4])
-    path.write_bytes(path.read_bytes()[:end])
+    position, size = packet_bytes(path, 4)
+    path.write_bytes(path.read_bytes()[: position + size])  # cut after the 4th packet
     with pytest.raises(BadInputError, match="decoded 4 frames, its header declares 8"):
         load_clevrer_videos(clevrer.root, "train", cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_a_failed_decoding_leaves_no_decoder_alive(clevrer, cache_dir, damage):
+    """A decoder alive when a process forks (datasets' num_proc, DataLoader workers)
+    deadlocks the child that frees it: errors must not keep one alive in a cycle."""
+    path = clevrer.video_path(0)
+    write_video(path, clevrer.frames(0), faststart=True)
+    position, size = packet_bytes(path, 5)
+    content = path.read_bytes()
+    if damage == "truncate":  # decoded 5 of 8 frames
+        content = content[: position + size]
+    else:  # the decoder fails on packet 5
+        content = content[:position] + b"\xff" * size + content[position + size :]
+    path.write_bytes(content)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(BadInputError, match="video_00000.mp4"):
+            load_clevrer_videos(clevrer.root, "train", cache_dir=cache_dir)
+        alive = [item for item in gc.get_objects()
+                 if issubclass(type(item), av.container.Container | av.codec.context.CodecContext)]
+    finally:
+        gc.enable()
+    assert alive == []
 
 
 def test_malformed_proposal_raises_or_is_skipped(clevrer, cache_dir):
