@@ -116,3 +116,18 @@ def test_spec_validation():
         SlotSpec(num_slots=3, slot_dim=8, dtype="bfloat16")
     with pytest.raises(ValueError, match="frame_stride"):
         SlotProvenance("encoder", "hash", 0)
+
+
+def test_array_rows_of_a_slice_and_a_selection(tmp_path):
+    spec = SlotSpec(num_slots=2, slot_dim=4, dtype="float32")
+    write_slot_folder(tmp_path / "slots", spec, [0, 1, 2, 3], num_frames=3)
+    slots = load_slots(tmp_path / "slots", cache_dir=tmp_path / "hf")
+    for view, videos in [(slots.with_format("arrow")[1:3], [1, 2]),
+                         (slots.select([3, 0]).with_format("arrow")[:], [3, 0])]:
+        rows = array_rows(view["slots"])
+        assert [row.shape for row in rows] == [(3, 2, 4)] * 2
+        for row, video_index in zip(rows, videos, strict=True):
+            np.testing.assert_array_equal(row, video_slots(video_index, 3, spec)
+                                          .astype(np.float32))
+    with pytest.raises(TypeError, match="ArrayXD"):
+        array_rows(slots.with_format("arrow")[:]["video_index"])
