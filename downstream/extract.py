@@ -35,6 +35,7 @@ import datasets
 import torch
 import transformers
 from accelerate import PartialState
+from accelerate.utils import gather_object, parse_flag_from_env
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -148,10 +149,10 @@ class ExtractionSummary:
 
     output_dir: the slot dataset folder.
     split_videos, split_shards: videos and shards per split in the output.
-    shards_written: shards this process wrote in this run.
-    shards_skipped: shards that were already finished when this run began (all processes).
-    videos_encoded: videos this process encoded in this run.
-    seconds: this process's time from start to end (loading the encoder included).
+    shards_written: shards written in this run (by all processes).
+    shards_skipped: shards that were already finished when this run began.
+    videos_encoded: videos encoded in this run (by all processes).
+    seconds: time from start to end (loading the encoder included), on this process.
     repo_url: where the output was published (None: not published).
     """
 
@@ -202,7 +203,12 @@ def extract_slots(config: ExtractionConfig) -> ExtractionSummary:
         HubPublishingError: the upload failed (the local output is complete and intact).
     """
     start = time.perf_counter()
-    processes = PartialState()  # no mixed-precision state: a training Accelerator may follow
+    # PartialState, not Accelerator: it fixes no mixed precision, so a training Accelerator
+    # can follow in the same process. `cpu` as Accelerator reads it, so that several CPU
+    # processes (accelerate launch --multi_gpu with ACCELERATE_USE_CPU=1) form a gloo group.
+    processes = PartialState(
+        cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    )
     extraction = prepare_extraction(config, processes.device)
     already = check_record(extraction.out, extraction.record)
     skipped = len(extraction.plan.shards) - len(extraction.pending(extraction.plan.shards))
@@ -218,10 +224,11 @@ def extract_slots(config: ExtractionConfig) -> ExtractionSummary:
             print(f"nothing to do: {extraction.out} already holds all "
                   f"{len(extraction.plan.shards)} shards and its card")
     else:
-        summary.shards_written, summary.videos_encoded = run_shards(
-            extraction, processes.process_index, processes.num_processes,
-            show_progress=processes.is_local_main_process,
-        )
+        written = run_shards(extraction, processes.process_index, processes.num_processes,
+                             show_progress=processes.is_local_main_process)
+        counts = gather_object([written])  # every process's (shards, videos)
+        summary.shards_written = sum(shards for shards, _ in counts)
+        summary.videos_encoded = sum(videos for _, videos in counts)
     processes.wait_for_everyone()
     if processes.is_main_process:
         write_card(extraction)
@@ -373,9 +380,9 @@ def print_summary(summary: ExtractionSummary) -> None:
     print(f"\n{'split':<12}{'videos':>8}{'shards':>8}")
     for split, videos in summary.split_videos.items():
         print(f"{split:<12}{videos:>8}{summary.split_shards[split]:>8}")
-    print(f"output {summary.output_dir}: {summary.shards_written} shards written by this "
-          f"process, {summary.shards_skipped} already finished; {summary.videos_encoded} videos "
-          f"in {summary.seconds:.1f} s ({summary.videos_per_second:.2f} videos/s)")
+    print(f"output {summary.output_dir}: {summary.shards_written} shards written, "
+          f"{summary.shards_skipped} already finished; {summary.videos_encoded} videos in "
+          f"{summary.seconds:.1f} s ({summary.videos_per_second:.2f} videos/s)")
     if summary.repo_url:
         print(f"published to {summary.repo_url}")
 

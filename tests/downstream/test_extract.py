@@ -179,13 +179,15 @@ def test_noise_depends_only_on_seed_and_video():
 
 
 def test_image_encoder_encodes_every_frame_alone(folders, tmp_path):
+    """Also decodes in a worker process."""
     encoder_folder = tmp_path / "image-encoder"
     torch.manual_seed(1)
     model = SmoothSAModel(tiny_config("cnn", "broadcast", video=False)).eval()
     model.save_pretrained(encoder_folder)
     out = tmp_path / "slots"
     extract_slots(config_for(folders, out, encoder=str(encoder_folder), splits=["validation"],
-                             max_videos=1, store_masks=False, dtype="float16", chunk_frames=3))
+                             max_videos=1, store_masks=False, dtype="float16", chunk_frames=3,
+                             decode_workers=1))
     row = load_slots(out, split="validation", cache_dir=tmp_path / "hf").with_format("arrow")[:]
     (stored,) = array_rows(row["slots"])
     frames = torch.from_numpy(decode_video(
