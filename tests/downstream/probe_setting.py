@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from downstream.labelled_objects import LabelledFrames
-from downstream.matched_slots import sample_noise
+from downstream.slot_encoding import video_noise
 from ocl.modeling import SmoothSAModel
 
 
@@ -27,7 +27,7 @@ def encode_directly(encoder: SmoothSAModel,
     pixels = F.interpolate(sample.frames.float() / 255, size=tuple(encoder.config.image_size),
                            mode="bilinear", antialias=True)
     video = encoder.config.is_video
-    noise = sample_noise(0, sample.sample_id, encoder)[None]
+    noise = video_noise(0, sample.sample_id, encoder.config)[None]
     output = encoder(pixels[None] if video else pixels,
                      noise=noise if video else noise.expand(sample.num_frames, -1, -1),
                      decode=False)
