@@ -1,22 +1,11 @@
-"""Helpers of the probe tests: one torch thread, and encoding a sample as the extractor does."""
+"""Helpers of the probe tests: encoding a sample as the extractor does."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from downstream.labelled_objects import LabelledFrames
 from downstream.slot_encoding import video_noise
 from ocl.modeling import SmoothSAModel
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run on one thread: on a shared 2-core machine two threads made the probe
-    tests ten times slower (16 s against 1.3 s for the CLI test). Autouse where imported."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @torch.no_grad()
