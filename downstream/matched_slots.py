@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import datasets
-import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
@@ -38,6 +37,7 @@ from downstream.labelled_objects import (
     ObjectSource,
     check_attributes,
 )
+from downstream.slot_encoding import video_noise
 from ocl.metrics import IoUMatches, attention_to_segmentation, match_by_iou, segment_iou
 from ocl.modeling import SmoothSAModel
 from tasks.bad_input import BadInputError
@@ -59,8 +59,8 @@ class MatchingConfig:
         decoder's masks).
     batch_size: images or videos per encoder call (videos of equal length are batched).
     seed: the preheater noise of a sample is a function of (seed, its sample_id) (see
-        `sample_noise`), so the matched slots do not depend on batching or on the number of
-        processes.
+        `downstream.slot_encoding.video_noise`), so the matched slots do not depend on batching
+        or on the number of processes.
     """
 
     threshold: float = 0.1
@@ -278,7 +278,7 @@ def encode_samples(
     pixels = torch.cat([_resized(sample.frames.to(device), size) for sample in batch.values()])
     num_frames = next(iter(batch.values())).num_frames
     video = encoder.config.is_video
-    noise = torch.stack([sample_noise(config.seed, sample.sample_id, encoder)
+    noise = torch.stack([video_noise(config.seed, sample.sample_id, encoder.config)
                          for sample in batch.values()]).to(device)
     decode = config.mask_source == "decoder"
     if video:
@@ -293,14 +293,6 @@ def encode_samples(
         slots = rearrange(slots, "(b t) n d -> b t n d", t=num_frames)
         masks = rearrange(masks, "(b t) n h w -> b t n h w", t=num_frames)
     return slots, masks
-
-
-def sample_noise(seed: int, sample_id: int, encoder: SmoothSAModel) -> torch.Tensor:
-    """The preheater's standard normal sample `[n,d]` (float32, CPU) for one image or video: a
-    pure function of (seed, sample_id), drawn as `downstream/extract.py` draws it per video."""
-    state = np.random.SeedSequence([seed, sample_id]).generate_state(1, dtype=np.uint64)[0]
-    generator = torch.Generator().manual_seed(int(state))
-    return torch.randn(encoder.config.num_slots, encoder.config.slot_dim, generator=generator)
 
 
 def _resized(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -52,8 +52,8 @@ from downstream.matched_slots import (  # noqa: E402
 )
 from downstream.probe_suite import run_probes  # noqa: E402
 from downstream.probes import ProbeTrainingConfig  # noqa: E402
+from downstream.slot_encoding import load_frozen_encoder  # noqa: E402
 from ocl.config_loading import config_to_yaml, parse_config_arguments  # noqa: E402
-from ocl.configuration import SmoothSAConfig  # noqa: E402
 from ocl.modeling import SmoothSAModel  # noqa: E402
 from tasks.slots import load_slots, slot_provenance  # noqa: E402
 
@@ -167,16 +167,10 @@ class ProbeConfig:
 
 def load_encoder(entry: EncoderEntry) -> SmoothSAModel:
     """The frozen encoder of `entry` (eval mode, no gradients); fresh weights for random_init."""
-    local = Path(entry.path).expanduser()
-    if local.exists() and not (local / "config.json").is_file():
-        raise FileNotFoundError(f"encoder folder {local} has no config.json (save the encoder "
-                                "with SmoothSAModel.save_pretrained)")
-    name = str(local) if local.exists() else entry.path
+    encoder, _ = load_frozen_encoder(entry.path)
     if entry.random_init:
         torch.manual_seed(entry.seed)  # before the modules are built: their initial weights
-        encoder = SmoothSAModel(SmoothSAConfig.from_pretrained(name))
-    else:
-        encoder = SmoothSAModel.from_pretrained(name, dtype=torch.float32)
+        encoder = SmoothSAModel(encoder.config)
     return encoder.eval().requires_grad_(False)
 
 

@@ -38,7 +38,7 @@ def load_config(
         layers.append(OmegaConf.from_dotlist(list(overrides)))
         merged = OmegaConf.merge(*layers)
         return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as error:
+    except (OmegaConfBaseException, TypeError) as error:
         where = f" in {path}" if path is not None else ""
         raise ValueError(f"bad config{where}: {error}") from None
 

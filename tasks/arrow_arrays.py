@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pyarrow as pa
-from datasets.features.features import _ArrayXDExtensionType
 
 
 def array_rows(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
@@ -22,7 +21,8 @@ def array_rows(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
 
 
 def _chunk_rows(chunk: pa.Array) -> list[np.ndarray]:
-    if not isinstance(chunk.type, _ArrayXDExtensionType):
+    # datasets' Array2D..Array5D extension types carry `shape` and `ndims`
+    if not isinstance(chunk, pa.ExtensionArray) or not hasattr(chunk.type, "ndims"):
         raise TypeError(f"expected an ArrayXD column, got {chunk.type}")
     storage = chunk.storage
     if storage.null_count:

@@ -27,6 +27,7 @@ for how mask indices map to annotation object ids.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import uuid
@@ -64,8 +65,10 @@ class VideoLoadingConfig:
     def __post_init__(self):
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
-        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
-            raise ValueError(f"size must be (height, width) of positive ints, got {self.size}")
+        if self.size is not None:
+            if len(self.size) != 2 or min(self.size) < 1:
+                raise ValueError(f"size must be (height, width) of positive ints, got {self.size}")
+            object.__setattr__(self, "size", tuple(int(value) for value in self.size))
         check_on_error(self.on_error)
 
 
@@ -408,6 +411,10 @@ def _question_rows(
 
 def _from_generator(generator, **kwargs) -> datasets.Dataset:
     """`Dataset.from_generator`, re-raising our BadInputError rather than datasets' wrapper."""
+    if (kwargs.get("num_proc") or 1) > 1:
+        # finalise unreachable PyAV decoders before forking: freeing a threaded decoder
+        # inherited from the parent deadlocks the child
+        gc.collect()
     try:
         return datasets.Dataset.from_generator(generator, **kwargs)
     except DatasetGenerationError as error:
@@ -416,7 +423,10 @@ def _from_generator(generator, **kwargs) -> datasets.Dataset:
             cause = cause.__cause__
         if cause is None:
             raise
+    try:
         raise cause from None
+    finally:
+        cause = None  # no cycle (traceback -> this frame -> cause) keeping frames alive
 
 
 def _probe_size(files: ClevrerSplitFiles) -> tuple[int, int]:

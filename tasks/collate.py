@@ -56,12 +56,12 @@ class QuestionBatch:
     # a rollout's removed slot)
 
     def to(self, device: torch.device | str) -> QuestionBatch:
-        moved = {
-            field.name: value.to(device) if isinstance(value, torch.Tensor) else value
-            for field in fields(self)
-            for value in [getattr(self, field.name)]
-        }
-        return QuestionBatch(**moved)
+        """The same batch with every tensor on `device`."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return QuestionBatch(**{
+            name: value.to(device) if value is not None else None
+            for name, value in values.items()
+        })
 
 
 class QuestionCollator:
@@ -117,14 +117,16 @@ def _pad(sequences: list[list[int]], fill: int = PAD_ID,
 
     l is the longest sequence (at least 1, so an empty question still has a position).
     """
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
     if length is None:
-        length = max([1, *(len(sequence) for sequence in sequences)])
-    tokens = torch.full((len(sequences), length), fill, dtype=torch.int64)
-    mask = torch.zeros((len(sequences), length), dtype=torch.bool)
-    for position, sequence in enumerate(sequences):
-        tokens[position, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.int64)
-        mask[position, : len(sequence)] = True
-    return tokens, mask
+        length = max(1, int(lengths.max(initial=0)))
+    mask = np.arange(length) < lengths[:, None]  # [k,l]
+    tokens = np.full((len(sequences), length), fill, dtype=np.int64)
+    if len(sequences):
+        tokens[mask] = np.fromiter(
+            (token for sequence in sequences for token in sequence), np.int64, lengths.sum()
+        )
+    return torch.from_numpy(tokens), torch.from_numpy(mask)
 
 
 def _integers(values: list[int]) -> torch.Tensor:

@@ -17,18 +17,23 @@ and returns it memory-mapped.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow.compute as pc
+import yaml
 from datasets import Array3D, Array4D, Features, Value
 from datasets.arrow_writer import ParquetWriter
 
 SLOT_DTYPES: tuple[str, ...] = ("float16", "float32")
 PROVENANCE_COLUMNS: tuple[str, ...] = ("encoder_id", "config_hash", "frame_stride")
+_SHARD_PATTERN = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,83 @@ def slot_spec(features: Features) -> SlotSpec:
                     tuple(masks.shape[2:]) if masks is not None else None)
 
 
+class SlotShard:
+    """One Parquet shard of slot rows, written under a temporary name and renamed to `path` by
+    `close()`: a crash never leaves a file at `path` that `load_slots` would read. A stale
+    temporary file left by a killed process is overwritten.
+
+        with SlotShard(folder / "data" / shard_name("train", 0, 4), spec, provenance) as shard:
+            shard.write(video_index, slots)               # slots [t,n,d]
+    """
+
+    def __init__(self, path: str | Path, spec: SlotSpec, provenance: SlotProvenance,
+                 extra_features: Features | None = None):
+        self.path = Path(path)
+        self.temporary_path = self.path.with_name(f".{self.path.name}.tmp")
+        self.spec, self.provenance = spec, provenance
+        self.extra_names = set(extra_features or {})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: ParquetWriter | None = ParquetWriter(
+            features=slot_features(spec, extra_features), path=str(self.temporary_path),
+            writer_batch_size=64,
+        )
+        self.video_indices: list[int] = []
+
+    def write(self, video_index: int, slots: np.ndarray, masks: np.ndarray | None = None,
+              extra: dict | None = None) -> None:
+        """Add one video: slots [t,n,d], masks [t,n,h,w] when the spec has masks, and the
+        values of the extra columns."""
+        if self._writer is None:
+            raise ValueError(f"shard {self.path} is already closed")
+        if set(extra or {}) != self.extra_names:
+            raise ValueError(f"video {video_index}: extra columns {sorted(extra or {})}, the "
+                             f"shard has {sorted(self.extra_names)}")
+        row = slot_row(self.spec, self.provenance, video_index, slots, masks)
+        row.update(extra or {})
+        self._writer.write(row)
+        self.video_indices.append(int(video_index))
+
+    def close(self) -> Path:
+        """Finish the file and give it its final name; returns the path."""
+        if self._writer is not None:
+            self._writer.finalize()
+            self._writer.close()
+            self._writer = None
+            os.replace(self.temporary_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove what was written."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.temporary_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> SlotShard:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """`{split}-{index:05d}-of-{count:05d}.parquet`, the Hub's shard naming."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is outside [0, {count})")
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
 class SlotShardWriter:
-    """Write slot rows to Parquet shards `{directory}/data/{split}-{i:05d}-of-{n:05d}.parquet`.
+    """Write slot rows to Parquet shards `{directory}/data/{split}-{i:05d}-of-{n:05d}.parquet`
+    when the number of rows is not known in advance.
 
     Rows stream to disk; shards are written under temporary names and get their final names
     when `close()` knows their count, so an interrupted extraction leaves no shard that
-    `load_slots` would read. `extra_features` adds columns that every row must give in
-    `write(..., extra={name: value})`.
+    `load_slots` would read. (When the count is known up front, as in `downstream/extract.py`,
+    write each `SlotShard` under its final name directly.)
 
         with SlotShardWriter(folder, spec, provenance) as writer:
             for video_index, slots in ...:
@@ -117,72 +192,45 @@ class SlotShardWriter:
             raise FileExistsError(f"{self.folder} already holds {split} shards")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.spec, self.provenance, self.split = spec, provenance, split
-        self.features = slot_features(spec, extra_features)
-        self.extra_names = set(extra_features or {})
         self.rows_per_shard = rows_per_shard
-        self._dtype = np.dtype(spec.dtype)
+        self.extra_features = extra_features
         self._written: set[int] = set()
-        self._temporary_shards: list[Path] = []
-        self._writer: ParquetWriter | None = None
-        self._rows_in_shard = 0
+        self._finished: list[Path] = []  # shards under temporary names, in order
+        self._shard: SlotShard | None = None
 
     def write(self, video_index: int, slots: np.ndarray, masks: np.ndarray | None = None,
               extra: dict | None = None) -> None:
         """Add one video: slots [t,n,d], masks [t,n,h,w] when the spec has masks, and the
         values of the extra columns."""
-        where = f"video {video_index}"
         if video_index in self._written:
-            raise ValueError(f"{where} was already written")
-        if set(extra or {}) != self.extra_names:
-            raise ValueError(f"{where}: extra columns {sorted(extra or {})}, the writer has "
-                             f"{sorted(self.extra_names)}")
-        slots = self._checked(slots, (self.spec.num_slots, self.spec.slot_dim), "slots", where)
-        row = {"video_index": int(video_index), "slots": slots}
-        if self.spec.mask_size is not None:
-            if masks is None:
-                raise ValueError(f"{where}: the spec has masks of {self.spec.mask_size}; "
-                                 "pass masks")
-            masks = self._checked(masks, (self.spec.num_slots, *self.spec.mask_size), "masks",
-                                  where)
-            if len(masks) != len(slots):
-                raise ValueError(f"{where}: {len(masks)} frames of masks, {len(slots)} of slots")
-            row["masks"] = masks
-        elif masks is not None:
-            raise ValueError(f"{where}: masks given but the spec has no mask_size")
-        row.update(encoder_id=self.provenance.encoder_id,
-                   config_hash=self.provenance.config_hash,
-                   frame_stride=self.provenance.frame_stride)
-        row.update(extra or {})
-        if self._writer is None:
-            path = self.folder / f".{self.split}-{len(self._temporary_shards):05d}.parquet.tmp"
-            self._temporary_shards.append(path)
-            self._writer = ParquetWriter(features=self.features, path=str(path),
-                                         writer_batch_size=64)
-        self._writer.write(row)
+            raise ValueError(f"video {video_index} was already written")
+        if self._shard is None:
+            number = len(self._finished)
+            self._shard = SlotShard(self.folder / f".{self.split}-{number:05d}.parquet.done",
+                                    self.spec, self.provenance, self.extra_features)
+        self._shard.write(video_index, slots, masks, extra)
         self._written.add(video_index)
-        self._rows_in_shard += 1
-        if self._rows_in_shard == self.rows_per_shard:
+        if len(self._shard.video_indices) == self.rows_per_shard:
             self._close_shard()
 
     def close(self) -> list[Path]:
         """Finish the last shard and give every shard its final name; returns the shards."""
         self._close_shard()
-        count = len(self._temporary_shards)
-        shards = [self.folder / f"{self.split}-{i:05d}-of-{count:05d}.parquet"
-                  for i in range(count)]
-        for temporary, shard in zip(self._temporary_shards, shards, strict=True):
-            os.replace(temporary, shard)
-        self._temporary_shards = []
+        count = len(self._finished)
+        shards = [self.folder / shard_name(self.split, i, count) for i in range(count)]
+        for finished, shard in zip(self._finished, shards, strict=True):
+            os.replace(finished, shard)
+        self._finished = []
         return shards
 
     def abort(self) -> None:
         """Remove what was written."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        for path in self._temporary_shards:
+        if self._shard is not None:
+            self._shard.abort()
+            self._shard = None
+        for path in self._finished:
             path.unlink(missing_ok=True)
-        self._temporary_shards = []
+        self._finished = []
 
     def __enter__(self) -> SlotShardWriter:
         return self
@@ -194,40 +242,95 @@ class SlotShardWriter:
             self.abort()
 
     def _close_shard(self) -> None:
-        if self._writer is not None:
-            self._writer.finalize()
-            self._writer.close()
-            self._writer = None
-            self._rows_in_shard = 0
+        if self._shard is not None:
+            self._finished.append(self._shard.close())
+            self._shard = None
 
-    def _checked(self, array: np.ndarray, inner_shape: tuple, name: str,
-                 where: str) -> np.ndarray:
-        array = np.asarray(array)
-        if array.ndim != 1 + len(inner_shape) or tuple(array.shape[1:]) != inner_shape:
-            raise ValueError(f"{where}: {name} of shape {list(array.shape)}, expected "
-                             f"[t, {', '.join(map(str, inner_shape))}]")
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{where}: {name} must be floating point, got {array.dtype}")
-        array = array.astype(self._dtype, copy=False)
-        if not np.isfinite(array).all():
-            raise ValueError(f"{where}: {name} hold NaN or infinite values (in {self._dtype})")
-        return array
+
+def slot_row(spec: SlotSpec, provenance: SlotProvenance, video_index: int, slots: np.ndarray,
+             masks: np.ndarray | None = None) -> dict:
+    """One checked row of a slot dataset: slots [t,n,d] and masks [t,n,h,w] (when the spec has
+    masks) cast to the spec's dtype; a ValueError naming the video if they do not fit."""
+    where = f"video {video_index}"
+    dtype = np.dtype(spec.dtype)
+    row = {"video_index": int(video_index),
+           "slots": _checked(slots, (spec.num_slots, spec.slot_dim), "slots", where, dtype)}
+    if spec.mask_size is not None:
+        if masks is None:
+            raise ValueError(f"{where}: the spec has masks of {spec.mask_size}; pass masks")
+        masks = _checked(masks, (spec.num_slots, *spec.mask_size), "masks", where, dtype)
+        if len(masks) != len(row["slots"]):
+            raise ValueError(f"{where}: {len(masks)} frames of masks, {len(row['slots'])} of "
+                             "slots")
+        row["masks"] = masks
+    elif masks is not None:
+        raise ValueError(f"{where}: masks given but the spec has no mask_size")
+    row.update(encoder_id=provenance.encoder_id, config_hash=provenance.config_hash,
+               frame_stride=provenance.frame_stride)
+    return row
+
+
+def _checked(array: np.ndarray, inner_shape: tuple, name: str, where: str,
+             dtype: np.dtype) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 1 + len(inner_shape) or tuple(array.shape[1:]) != inner_shape:
+        raise ValueError(f"{where}: {name} of shape {list(array.shape)}, expected "
+                         f"[t, {', '.join(map(str, inner_shape))}]")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"{where}: {name} must be floating point, got {array.dtype}")
+    array = array.astype(dtype, copy=False)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where}: {name} hold NaN or infinite values (in {dtype})")
+    return array
 
 
 def slot_dataset_card(spec: SlotSpec, provenance: SlotProvenance,
-                      splits: tuple[str, ...] = ("train",)) -> str:
-    """A minimal dataset card (README.md) that maps each split to its Parquet shards."""
-    data_files = "".join(f"  - split: {split}\n    path: data/{split}-*.parquet\n"
-                         for split in splits)
-    masks = f"masks [t,{spec.num_slots},{spec.mask_size[0]},{spec.mask_size[1]}]" if (
-        spec.mask_size) else "no masks"
+                      splits: tuple[str, ...] = ("train",), metadata: Mapping | None = None,
+                      title: str | None = None) -> str:
+    """A dataset card (README.md) whose YAML front matter maps each split to its Parquet shards
+    (`configs`, read by `datasets.load_dataset`) and holds the slot dataset's description under
+    `slot_dataset`: provenance, shapes, dtype, and any `metadata` (JSON-able values) after them.
+    """
+    masks_shape = ["t", spec.num_slots, *spec.mask_size] if spec.mask_size else None
+    description = {
+        "encoder_id": provenance.encoder_id,
+        "config_hash": provenance.config_hash,
+        "frame_stride": provenance.frame_stride,
+        "slots_shape": ["t", spec.num_slots, spec.slot_dim],
+        "masks_shape": masks_shape,
+        "dtype": spec.dtype,
+        # JSON round trip: tuples become lists, which safe_dump writes
+        **json.loads(json.dumps(dict(metadata or {}))),
+    }
+    front_matter = {
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": split, "path": f"data/{split}-*.parquet"}
+                           for split in splits],
+        }],
+        "tags": ["object-centric", "slots"],
+        "slot_dataset": description,
+    }
+    masks = "no masks"
+    if spec.mask_size:
+        masks = (f"`masks` [t,{spec.num_slots},{spec.mask_size[0]},{spec.mask_size[1]}] (the "
+                 "encoder's attention masks, softmax over slots)")
+    first_split = splits[0] if splits else "train"
     return (
-        "---\nconfigs:\n- config_name: default\n  data_files:\n" + data_files
-        + "tags:\n- object-centric\n- slots\n---\n"
-        + f"# Slots of `{provenance.encoder_id}`\n\n"
-        + f"One row per video: slots [t,{spec.num_slots},{spec.slot_dim}] {spec.dtype}, "
-        + f"{masks}. Encoder config hash `{provenance.config_hash}`, "
-        + f"frame stride {provenance.frame_stride}.\n"
+        "---\n" + yaml.safe_dump(front_matter, sort_keys=False) + "---\n"
+        + f"# {title or f'Slots of `{provenance.encoder_id}`'}\n\n"
+        + f"One row per video: `video_index`, `slots` [t,{spec.num_slots},{spec.slot_dim}] "
+        + f"{spec.dtype}, {masks}, and the provenance columns `encoder_id`, `config_hash` "
+        + f"(`{provenance.config_hash}`) and `frame_stride` ({provenance.frame_stride}: frames "
+        + f"0, {provenance.frame_stride}, {2 * provenance.frame_stride}, ... were encoded). "
+        + f"Splits: {', '.join(splits)}. The YAML above (`slot_dataset`) says how they were "
+        + "made.\n\n## Load\n\n```python\n"
+        + "import datasets\n"
+        + f'slots = datasets.load_dataset("REPO_ID_OR_FOLDER", split="{first_split}")\n'
+        + "# or, checked to have the slot schema (smoothsa-downstream):\n"
+        + "from tasks.slots import load_slots\n"
+        + f'slots = load_slots("REPO_ID_OR_FOLDER", split="{first_split}")\n'
+        + "```\n"
     )
 
 
@@ -237,14 +340,44 @@ def load_slots(path_or_repo_id: str | Path, split: str = "train", streaming: boo
     """A slot dataset from a local folder or a Hub repo id, checked to have the slot schema.
 
     Without `streaming` the shards are converted once to Arrow in the `datasets` cache and the
-    result is memory-mapped: any size costs each process the same small memory.
+    result is memory-mapped: any size costs each process the same small memory. A local folder
+    that misses shards of a split (an unfinished extraction) is refused.
     """
+    if Path(path_or_repo_id).is_dir():
+        check_complete_shards(path_or_repo_id)
     dataset = datasets.load_dataset(
         str(path_or_repo_id), split=split, streaming=streaming,
         cache_dir=str(cache_dir) if cache_dir is not None else None, revision=revision,
     )
     slot_spec(dataset.features)
     return dataset
+
+
+def check_complete_shards(directory: str | Path) -> dict[str, int]:
+    """The number of shards of each split in `{directory}/data`; a ValueError naming the split
+    when shards `{split}-{i:05d}-of-{n:05d}.parquet` are missing or disagree on n."""
+    counts: dict[str, set[int]] = {}
+    found: dict[str, set[int]] = {}
+    for path in sorted((Path(directory) / "data").glob("*.parquet")):
+        match = _SHARD_PATTERN.match(path.name)
+        if match is None:
+            continue
+        split = match["split"]
+        counts.setdefault(split, set()).add(int(match["count"]))
+        found.setdefault(split, set()).add(int(match["index"]))
+    for split, count in counts.items():
+        if len(count) > 1:
+            raise ValueError(f"{directory}: {split} shards disagree on their count: "
+                             f"{sorted(count)}")
+        (total,) = count
+        missing = sorted(set(range(total)) - found[split])
+        if missing:
+            raise ValueError(
+                f"{directory} is an unfinished slot dataset: {split} misses {len(missing)} of "
+                f"{total} shards (first: {shard_name(split, missing[0], total)}); rerun the "
+                "extraction to finish it"
+            )
+    return {split: count.pop() for split, count in counts.items()}
 
 
 def slot_provenance(dataset: datasets.Dataset) -> SlotProvenance:

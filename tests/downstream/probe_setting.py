@@ -1,22 +1,11 @@
-"""Helpers of the probe tests: one torch thread, and encoding a sample as the extractor does."""
+"""Helpers of the probe tests: encoding a sample as the extractor does."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from downstream.labelled_objects import LabelledFrames
-from downstream.matched_slots import sample_noise
+from downstream.slot_encoding import video_noise
 from ocl.modeling import SmoothSAModel
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run on one thread: on a shared 2-core machine two threads made the probe
-    tests ten times slower (16 s against 1.3 s for the CLI test). Autouse where imported."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @torch.no_grad()
@@ -27,7 +16,7 @@ def encode_directly(encoder: SmoothSAModel,
     pixels = F.interpolate(sample.frames.float() / 255, size=tuple(encoder.config.image_size),
                            mode="bilinear", antialias=True)
     video = encoder.config.is_video
-    noise = sample_noise(0, sample.sample_id, encoder)[None]
+    noise = video_noise(0, sample.sample_id, encoder.config)[None]
     output = encoder(pixels[None] if video else pixels,
                      noise=noise if video else noise.expand(sample.num_frames, -1, -1),
                      decode=False)

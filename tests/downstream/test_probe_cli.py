@@ -11,7 +11,7 @@ from downstream.probe import EncoderEntry, ProbeConfig, load_encoder, main, obje
 from ocl.config_loading import load_config
 from ocl.modeling import SmoothSAModel
 from tasks.slots import SlotProvenance, SlotShardWriter, SlotSpec
-from tests.downstream.probe_setting import encode_directly, one_torch_thread  # noqa: F401
+from tests.downstream.probe_setting import encode_directly
 from tests.ocl.tiny import tiny_config
 from tests.tasks.clevrer_directory import make_clevrer_directory
 

@@ -14,7 +14,6 @@ from downstream.matched_slots import extract_matched_slots
 from downstream.probe import main
 from ocl.modeling import SmoothSAModel
 from tasks.bad_input import BadInputError
-from tests.downstream.probe_setting import one_torch_thread  # noqa: F401
 from tests.ocl.tiny import tiny_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "probe"

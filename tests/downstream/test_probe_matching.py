@@ -16,7 +16,7 @@ from downstream.matched_slots import (
 )
 from ocl.modeling import SmoothSAModel
 from tasks.slots import SlotProvenance, SlotShardWriter, SlotSpec, load_slots
-from tests.downstream.probe_setting import encode_directly, one_torch_thread  # noqa: F401
+from tests.downstream.probe_setting import encode_directly
 from tests.ocl.tiny import tiny_config
 from tests.tasks.clevrer_directory import make_clevrer_directory
 

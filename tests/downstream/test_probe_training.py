@@ -16,7 +16,6 @@ from downstream.probes import (
     Standardize,
     object_probe_loss,
 )
-from tests.downstream.probe_setting import one_torch_thread  # noqa: F401
 
 SPECS = (
     AttributeSpec("class", "category", ("a", "b", "c", "d")),

@@ -46,6 +46,7 @@ def test_round_trip_through_yaml(tmp_path):
         ("steps: many\n", [], "steps"),
         ("", ["inner.rate=-1"], "rate must be >= 0"),
         ("", ["inner.missing=1"], "missing"),
+        ("", ["inner.names.0.x=1"], "bad config"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, text, overrides, message):

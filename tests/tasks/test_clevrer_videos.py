@@ -1,17 +1,18 @@
 """The CLEVRER video dataset: frames, masks, splits, caching and bad files."""
 
+import gc
 import json
 
 import av
 import numpy as np
 import pytest
 import torch
-from einops import rearrange
+from einops import rearrange, reduce
 
 import tasks.clevrer
 from tasks.bad_input import BadInputError, LoadReport
 from tasks.clevrer import VideoLoadingConfig, load_clevrer_videos
-from tasks.video_decoding import decode_video, resize_frames, resize_index_maps
+from tasks.video_decoding import decode_video, resize_index_maps
 from tests.tasks.clevrer_directory import make_clevrer_directory, write_video
 
 
@@ -45,10 +46,13 @@ def test_frames_match_what_was_written(clevrer, cache_dir):
 def test_stride_and_resize(clevrer, cache_dir):
     config = VideoLoadingConfig(frame_stride=3, size=(16, 24))
     row = as_torch(load_clevrer_videos(clevrer.root, "train", config, cache_dir))[1]
-    written = rearrange(clevrer.frames(1), "t h w c -> t c h w")
+    written = rearrange(clevrer.frames(1), "t h w c -> t c h w")  # [t,3,32,48]
     assert row["frame_indices"] == [0, 3, 6]
-    assert torch.equal(row["frames"], torch.from_numpy(resize_frames(written[[0, 3, 6]],
-                                                                     (16, 24))))
+    assert row["frames"].shape == (3, 3, 16, 24)
+    # halving each side with area averaging: every output pixel is the mean of a 2x2 block
+    blocks = reduce(written[[0, 3, 6]].astype(np.float64), "t c (h a) (w b) -> t c h w",
+                    "mean", a=2, b=2)
+    assert (row["frames"].double() - torch.from_numpy(blocks)).abs().max() <= 1
     # masks are resized with the nearest neighbour: labels stay labels
     assert torch.equal(row["masks"], torch.from_numpy(resize_index_maps(
         np.stack([index_map(clevrer, 1, frame_index) for frame_index in (0, 3, 6)]), (16, 24)
@@ -162,15 +166,45 @@ def test_missing_mp4_raises_by_default(clevrer, cache_dir):
         load_clevrer_videos(clevrer.root, "validation", cache_dir=cache_dir)
 
 
+def packet_bytes(path, packet: int) -> tuple[int, int]:
+    """(position, size) in the file of its `packet`-th video packet."""
+    with av.open(str(path)) as container:
+        return [(item.pos, item.size) for item in container.demux(video=0)
+                if item.size][packet - 1]
+
+
 def test_video_shorter_than_its_header_says_is_rejected(clevrer, cache_dir):
     path = clevrer.video_path(0)
     write_video(path, clevrer.frames(0), faststart=True)  # the frame count comes first
-    with av.open(str(path)) as container:  # cut the file right after its 4th packet
-        packets = [packet for packet in container.demux(video=0) if packet.size]
-        end = max(packet.pos + packet.size for packet in packets[:4])
-    path.write_bytes(path.read_bytes()[:end])
+    position, size = packet_bytes(path, 4)
+    path.write_bytes(path.read_bytes()[: position + size])  # cut after the 4th packet
     with pytest.raises(BadInputError, match="decoded 4 frames, its header declares 8"):
         load_clevrer_videos(clevrer.root, "train", cache_dir=cache_dir)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_a_failed_decoding_leaves_no_decoder_alive(clevrer, cache_dir, damage):
+    """A decoder alive when a process forks (datasets' num_proc, DataLoader workers)
+    deadlocks the child that frees it: errors must not keep one alive in a cycle."""
+    path = clevrer.video_path(0)
+    write_video(path, clevrer.frames(0), faststart=True)
+    position, size = packet_bytes(path, 5)
+    content = path.read_bytes()
+    if damage == "truncate":  # decoded 5 of 8 frames
+        content = content[: position + size]
+    else:  # the decoder fails on packet 5
+        content = content[:position] + b"\xff" * size + content[position + size :]
+    path.write_bytes(content)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(BadInputError, match="video_00000.mp4"):
+            load_clevrer_videos(clevrer.root, "train", cache_dir=cache_dir)
+        alive = [item for item in gc.get_objects()
+                 if issubclass(type(item), av.container.Container | av.codec.context.CodecContext)]
+    finally:
+        gc.enable()
+    assert alive == []
 
 
 def test_malformed_proposal_raises_or_is_skipped(clevrer, cache_dir):
@@ -194,3 +228,20 @@ def test_ambiguous_annotation_is_rejected(clevrer, cache_dir):
     clevrer.annotation_path(0).write_text(json.dumps(annotation))
     with pytest.raises(BadInputError, match="same color/material/shape"):
         load_clevrer_videos(clevrer.root, "train", cache_dir=cache_dir)
+
+
+def test_two_decoding_processes_report_their_skips(clevrer, cache_dir):
+    clevrer.video_path(1).write_bytes(b"not an mp4" * 100)
+    report = LoadReport()
+    config = VideoLoadingConfig(num_proc=2, on_error="skip")
+    videos = load_clevrer_videos(clevrer.root, "train", config, cache_dir, report)
+    assert videos["video_index"] == [0, 2]
+    assert report.counts() == {"video": 1}
+
+
+def test_config_validation():
+    assert VideoLoadingConfig(size=[16, 24]).size == (16, 24)  # e.g. a list from YAML
+    with pytest.raises(ValueError, match="frame_stride"):
+        VideoLoadingConfig(frame_stride=0)
+    with pytest.raises(ValueError, match="on_error"):
+        VideoLoadingConfig(on_error="ignore")

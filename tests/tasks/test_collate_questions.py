@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
+from tasks.clevrer import load_clevrer_questions
 from tasks.collate import CollateConfig, QuestionCollator
 from tasks.questions import PAD_ID, SEPARATOR_ID
 
@@ -86,3 +88,13 @@ def test_slots_are_stacked_in_their_dtype():
 def test_batch_moves_to_a_device():
     batch = QuestionCollator()(ROWS).to("cpu")
     assert batch.choice_tokens.device.type == "cpu"
+
+
+def test_question_dataset_rows_collate(clevrer, cache_dir):
+    questions = load_clevrer_questions(clevrer.root, "validation", cache_dir=cache_dir)
+    batch = next(iter(DataLoader(questions, batch_size=10, collate_fn=QuestionCollator())))
+    assert batch.question_tokens.shape[0] == 10
+    # per scene: 2 descriptive, then 2 + 1 + 2 choices
+    assert batch.choice_to_question.tolist() == [2, 2, 3, 4, 4, 7, 7, 8, 9, 9]
+    assert batch.choice_labels.tolist() == [1, 0, 1, 0, 0] * 2
+    assert batch.answer_labels[:2].tolist() != [-1, -1] and batch.answer_labels[2] == -1

@@ -2,14 +2,17 @@
 
 import numpy as np
 import pytest
+import yaml
 from datasets import Features, Value
 
 from tasks.arrow_arrays import array_rows
 from tasks.slots import (
     SlotProvenance,
+    SlotShard,
     SlotShardWriter,
     SlotSpec,
     load_slots,
+    shard_name,
     slot_dataset_card,
     slot_features,
     slot_provenance,
@@ -90,7 +93,7 @@ def test_extra_columns_are_written_and_required(tmp_path):
     spec = SlotSpec(num_slots=2, slot_dim=4)
     extra = Features({"note": Value("string"), "count": Value("int32")})
     with SlotShardWriter(tmp_path / "slots", spec, PROVENANCE, extra_features=extra) as writer:
-        with pytest.raises(ValueError, match=r"video 0: extra columns \['note'\], the writer"):
+        with pytest.raises(ValueError, match=r"video 0: extra columns \['note'\], the shard"):
             writer.write(0, np.zeros((3, 2, 4)), extra={"note": "a"})
         writer.write(0, np.zeros((3, 2, 4)), extra={"note": "a", "count": 3})
     (tmp_path / "slots" / "README.md").write_text(slot_dataset_card(spec, PROVENANCE))
@@ -116,3 +119,46 @@ def test_spec_validation():
         SlotSpec(num_slots=3, slot_dim=8, dtype="bfloat16")
     with pytest.raises(ValueError, match="frame_stride"):
         SlotProvenance("encoder", "hash", 0)
+
+
+def test_array_rows_of_a_slice_and_a_selection(tmp_path):
+    spec = SlotSpec(num_slots=2, slot_dim=4, dtype="float32")
+    write_slot_folder(tmp_path / "slots", spec, [0, 1, 2, 3], num_frames=3)
+    slots = load_slots(tmp_path / "slots", cache_dir=tmp_path / "hf")
+    for view, videos in [(slots.with_format("arrow")[1:3], [1, 2]),
+                         (slots.select([3, 0]).with_format("arrow")[:], [3, 0])]:
+        rows = array_rows(view["slots"])
+        assert [row.shape for row in rows] == [(3, 2, 4)] * 2
+        for row, video_index in zip(rows, videos, strict=True):
+            np.testing.assert_array_equal(row, video_slots(video_index, 3, spec)
+                                          .astype(np.float32))
+    with pytest.raises(TypeError, match="ArrayXD"):
+        array_rows(slots.with_format("arrow")[:]["video_index"])
+
+
+def test_shards_named_up_front_and_an_unfinished_folder_is_refused(tmp_path):
+    spec = SlotSpec(num_slots=3, slot_dim=8)
+    folder = tmp_path / "slots"
+    with SlotShard(folder / "data" / shard_name("train", 1, 2), spec, PROVENANCE) as shard:
+        shard.write(5, np.zeros((2, 3, 8)))
+        assert not shard.path.exists() and shard.temporary_path.exists()
+    assert [path.name for path in (folder / "data").iterdir()] == ["train-00001-of-00002.parquet"]
+    (folder / "README.md").write_text(slot_dataset_card(spec, PROVENANCE))
+    with pytest.raises(ValueError, match="train misses 1 of 2 shards .*train-00000-of-00002"):
+        load_slots(folder, cache_dir=tmp_path / "hf")
+    with pytest.raises(ValueError, match="outside"):
+        shard_name("train", 2, 2)
+
+
+def test_card_front_matter_holds_configs_and_metadata():
+    spec = SlotSpec(num_slots=3, slot_dim=8, mask_size=(4, 4))
+    card = slot_dataset_card(spec, PROVENANCE, ("train", "test"),
+                             {"seed": 1, "image_size": (64, 64)})
+    front_matter = yaml.safe_load(card.split("---\n")[1])
+    assert [entry["split"] for entry in front_matter["configs"][0]["data_files"]] == [
+        "train", "test"]
+    assert front_matter["slot_dataset"] == {
+        "encoder_id": "tiny/smoothsa-video", "config_hash": "0123abcd", "frame_stride": 4,
+        "slots_shape": ["t", 3, 8], "masks_shape": ["t", 3, 4, 4], "dtype": "float16",
+        "seed": 1, "image_size": [64, 64],
+    }
