@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
 
+from downstream.slot_encoding import EncodingOptions, encode_videos, video_noise
 from ocl.modeling import SmoothSAModel
 from tasks.arrow_arrays import array_rows
 from tasks.bad_input import BadInputError
@@ -127,34 +128,26 @@ def uniform_frame_indices(available: int, wanted: int) -> np.ndarray:
     return np.round(np.linspace(0, available - 1, wanted)).astype(np.int64)
 
 
-def encode_videos(encoder: SmoothSAModel, videos: datasets.Dataset, chunk_frames: int = 8,
-                  seed: int = 0, device: torch.device | str = "cpu") -> ArrayFeatures:
+def encode_on_the_fly(encoder: SmoothSAModel, videos: datasets.Dataset,
+                      seed: int = 0) -> ArrayFeatures:
     """Slots of every video of a CLEVRER video dataset (`tasks.clevrer.load_clevrer_videos`,
-    frames `[t,3,H,W]` uint8 at the encoder's image size), by the frozen encoder in eval mode.
-
-    Frames are fed `chunk_frames` at a time (the state carries the transit window), with one
-    generator seeded by `seed`, so every process that encodes the same videos gets the same
-    slots.
-    """
+    frames `[t,3,H,W]` uint8 at the encoder's image size) by a frozen encoder
+    (`downstream.slot_encoding.load_frozen_encoder`), encoded as `downstream/extract.py`
+    encodes them: the same preheater noise for (seed, video), so the same slots (which the
+    extraction then stores in float16)."""
     height, width = encoder.config.image_size
     frame_shape = tuple(videos.features["frames"].shape[1:])
     if frame_shape != (3, height, width):
         raise BadInputError(f"video frames of {list(frame_shape)}, the encoder takes "
                             f"[3, {height}, {width}]; load the videos at its image size")
-    encoder = encoder.eval().to(device)
-    generator = torch.Generator(device).manual_seed(seed)
     table = videos.with_format("arrow")
     arrays = {}
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(table), 16), desc="encoding videos", unit="16 videos"):
-            batch = table[start:start + 16]
-            for video_index, frames in zip(batch["video_index"].to_pylist(),
-                                           array_rows(batch["frames"]), strict=True):
-                video = torch.tensor(frames, device=device)[None].float() / 255  # [1,t,3,H,W]
-                state, slots = None, []
-                for chunk in video.split(chunk_frames, dim=1):
-                    output, state = encoder.encode_video(chunk, state, generator=generator,
-                                                         decode=False)
-                    slots.append(output.slots[0])
-                arrays[video_index] = torch.cat(slots).float().cpu().numpy()
+    for start in tqdm(range(0, len(table), 16), desc="encoding videos", unit="16 videos"):
+        batch = table[start:start + 16]
+        for video_index, frames in zip(batch["video_index"].to_pylist(),
+                                       array_rows(batch["frames"]), strict=True):
+            noise = video_noise(seed, video_index, encoder.config)[None]  # [1,n,d]
+            encoded = encode_videos(encoder, torch.tensor(frames)[None], noise,
+                                    EncodingOptions())
+            arrays[video_index] = encoded.slots[0].numpy()
     return ArrayFeatures(arrays, name="slots encoded on the fly")

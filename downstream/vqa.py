@@ -42,11 +42,12 @@ from downstream.head_training import (  # noqa: E402
     train_head,
 )
 from downstream.reasoner import ReasonerConfig, ReasonerModel  # noqa: E402
+from downstream.slot_encoding import load_frozen_encoder  # noqa: E402
 from downstream.submission import build_submission, write_submission  # noqa: E402
 from downstream.video_features import (  # noqa: E402
     SlotDatasetFeatures,
     VideoFeatures,
-    encode_videos,
+    encode_on_the_fly,
 )
 from downstream.vqa_baselines import (  # noqa: E402
     DerangedFeatures,
@@ -188,11 +189,11 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
     """Trains (or resumes) the reasoner, evaluates it, writes its outputs; returns the metrics."""
     # the accelerator first: its state reads ACCELERATE_USE_CPU (several CPU processes)
     accelerator = build_accelerator(config.training, "vqa")
+    if config.prepare.enabled:
+        clevrer_root, slots = prepare_default_data(config.prepare, accelerator)
+        config = replace(config, data=replace(config.data, clevrer_root=str(clevrer_root),
+                                              slots=str(slots)))
     with accelerator.main_process_first():  # the main process builds the caches, others read
-        if config.prepare.enabled:
-            clevrer_root, slots = prepare_default_data(config.prepare)
-            config = replace(config, data=replace(config.data, clevrer_root=str(clevrer_root),
-                                                  slots=str(slots)))
         data = load_vqa_data(config.data, config.training.seed, accelerator.device)
     torch.manual_seed(config.training.seed)  # before the model's initialisation
     model = ReasonerModel(reasoner_config(config, data))
@@ -228,9 +229,7 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaDa
                                     data.cache_dir or None)
     encoder = None
     if data.encoder and data.inputs in ("slots", "shuffled_slots"):
-        from ocl.modeling import SmoothSAModel
-
-        encoder = SmoothSAModel.from_pretrained(data.encoder)
+        encoder = load_frozen_encoder(data.encoder)[0].to(device)
 
     def split_dataset(split: str) -> VqaDataset | None:
         if not split:
@@ -268,7 +267,7 @@ def split_features(data: VqaDataConfig, split: str, encoder, seed: int,
                                size=tuple(encoder.config.image_size), with_masks=False),
             cache_dir=data.cache_dir or None,
         )
-        slots = encode_videos(encoder, videos, seed=seed, device=device)
+        slots = encode_on_the_fly(encoder, videos, seed)
     else:
         slots = SlotDatasetFeatures(load_slots(data.slots, split,
                                                cache_dir=data.cache_dir or None),

@@ -1,16 +1,18 @@
 """The data of the built-in default run (`accelerate launch downstream/vqa.py`, no arguments),
-each part made once into a cache folder: a small CLEVRER-sim set (`python -m tasks.clevrer_sim`),
-then its slots by the small SmoothSA encoder the encoder training ships
-(`downstream.extract.extract_slots`). The run then trains the reasoner on them as on any data.
+each part made once into a cache folder and reused: a small CLEVRER-sim set
+(`tasks.clevrer_sim.generate_dataset`), then its slots by the small SmoothSA encoder that the
+encoder training ships (`downstream.extract.extract_slots`). The run then trains the reasoner on
+them as on any data.
 """
 
-import importlib.util
-import subprocess
-import sys
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.clevrer_layout import SPLITS
+from accelerate import Accelerator
+
+from downstream.extract import ExtractionConfig, extract_slots
+from tasks.clevrer_sim import SimConfig, generate_dataset
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -19,8 +21,11 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 class PrepareConfig:
     """The built-in default's data, made once into `cache_dir` before training (when `enabled`).
 
-    videos, frames, size, seed: the CLEVRER-sim set (`python -m tasks.clevrer_sim`).
-    encoder: the small SmoothSA encoder (folder) whose slots the reasoner reads.
+    videos, frames, size, seed: the CLEVRER-sim set (videos of `frames` frames, `size` pixels
+        square; split into train, validation and test by the generator).
+    encoder: the small SmoothSA encoder, a folder as `save_pretrained` writes it (a relative
+        path is looked for under the repository first, then the working directory).
+    frame_stride: the slots of frames 0, s, 2s, ... of every video are extracted.
     """
 
     enabled: bool = False
@@ -30,42 +35,47 @@ class PrepareConfig:
     size: int = 64
     seed: int = 0
     encoder: str = "models/clevrer_sim_small"
+    frame_stride: int = 2
+
+    def __post_init__(self):
+        for name in ("videos", "frames", "size", "frame_stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"prepare.{name} must be >= 1, got {getattr(self, name)}")
 
 
 class MissingPieceError(RuntimeError):
     """The built-in default needs a part of the project that this checkout does not have."""
 
 
-def prepare_default_data(prepare: PrepareConfig) -> tuple[Path, Path]:
-    """The built-in default's data, each part made once into `prepare.cache_dir`: a CLEVRER-sim
-    set (`python -m tasks.clevrer_sim`), then its slots by the small encoder
-    (`downstream.extract.extract_slots`). Returns (CLEVRER directory, slot dataset folder)."""
+def prepare_default_data(prepare: PrepareConfig, accelerator: Accelerator) -> tuple[Path, Path]:
+    """The CLEVRER-sim folder and its slot dataset folder under `prepare.cache_dir`, made where
+    missing: the main process generates the videos; every process takes its share of the
+    extraction (which resumes, and does nothing when its output is complete)."""
+    encoder = encoder_folder(prepare.encoder)
     cache = Path(prepare.cache_dir).expanduser()
     name = f"{prepare.videos}v-{prepare.frames}f-{prepare.size}px-seed{prepare.seed}"
-    clevrer_root, slots = cache / f"clevrer-sim-{name}", cache / f"slots-{name}"
-    missing = []
-    if importlib.util.find_spec("tasks.clevrer_sim") is None:
-        missing.append("the CLEVRER-sim generator (tasks/clevrer_sim)")
-    if importlib.util.find_spec("downstream.extract") is None:
-        missing.append("slot extraction (downstream/extract.py, extract_slots)")
-    if not Path(prepare.encoder).exists():
-        missing.append(f"the small SmoothSA encoder at {prepare.encoder} (prepare.encoder)")
-    if missing:
-        raise MissingPieceError(
-            "the built-in default run needs " + "; ".join(missing) + ". Until they are in this "
-            "checkout, run on your own data: --config configs/vqa/<name>.yaml "
-            "data.clevrer_root=... data.slots=..."
+    clevrer_root = cache / f"clevrer-sim-{name}"
+    slots = cache / f"slots-{name}-stride{prepare.frame_stride}-{encoder.name}"
+    if accelerator.is_main_process and not (clevrer_root / "questions" / "test.json").is_file():
+        generate_dataset(
+            SimConfig(num_videos=prepare.videos, num_frames=prepare.frames, width=prepare.size,
+                      height=prepare.size, seed=prepare.seed),
+            clevrer_root, workers=os.cpu_count() or 1,
         )
-    if not (clevrer_root / "questions" / "train.json").is_file():
-        subprocess.run(
-            [sys.executable, "-m", "tasks.clevrer_sim", "--out", str(clevrer_root),
-             "--videos", str(prepare.videos), "--frames", str(prepare.frames),
-             "--size", str(prepare.size), "--seed", str(prepare.seed)],
-            cwd=REPOSITORY, check=True,
-        )
-    if not (slots / "README.md").is_file():
-        from downstream.extract import extract_slots
-
-        extract_slots(encoder=prepare.encoder, clevrer_root=clevrer_root, output=slots,
-                      splits=SPLITS)
+    accelerator.wait_for_everyone()
+    extract_slots(ExtractionConfig(encoder=str(encoder), data=str(clevrer_root),
+                                   out=str(slots), frame_stride=prepare.frame_stride,
+                                   seed=prepare.seed))
     return clevrer_root, slots
+
+
+def encoder_folder(path: str) -> Path:
+    """The encoder folder `path`: under the repository, or as given."""
+    for candidate in (REPOSITORY / path, Path(path).expanduser()):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise MissingPieceError(
+        f"the built-in default run reads the small SmoothSA encoder in {path} "
+        "(prepare.encoder), which holds no encoder: train it (configs/ocl/clevrer_sim_small.yaml"
+        ", exported to OUTPUT/encoder) or point prepare.encoder at an encoder folder"
+    )

@@ -1,13 +1,12 @@
 """Every shipped VQA config loads; the baselines differ from the main job only in their inputs;
-the no-argument run reads the main job's config; finished runs print side by side."""
+finished runs print side by side."""
 
 import json
 from dataclasses import replace
 
 import pytest
 
-from downstream.vqa import DEFAULT_CONFIG, REPOSITORY, VqaConfig, main, parse_arguments
-from downstream.vqa_default import MissingPieceError, prepare_default_data
+from downstream.vqa import DEFAULT_CONFIG, REPOSITORY, VqaConfig, main
 from ocl.config_loading import load_config
 
 CONFIGS = sorted((REPOSITORY / "configs" / "vqa").glob("*.yaml"))
@@ -31,15 +30,6 @@ def test_baselines_are_the_main_job_with_other_inputs():
         assert replace(baseline, data=replace(baseline.data, inputs="slots"),
                        training=replace(baseline.training,
                                         output_dir=default.training.output_dir)) == default
-
-
-def test_no_arguments_run_the_main_job_and_name_what_is_missing(tmp_path):
-    config, _ = parse_arguments([])
-    assert config == load_config(VqaConfig, DEFAULT_CONFIG) and config.prepare.enabled
-    prepare = replace(config.prepare, cache_dir=str(tmp_path), encoder=str(tmp_path / "nowhere"))
-    with pytest.raises(MissingPieceError, match=f"small SmoothSA encoder at {tmp_path}/nowhere"):
-        prepare_default_data(prepare)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_configs_are_named():

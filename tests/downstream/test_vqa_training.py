@@ -5,6 +5,7 @@ encoder, and names bad input."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -129,8 +130,11 @@ def test_rollout_flag_feeds_predictive_and_counterfactual_questions(vqa_files, t
         tiny_config(vqa_files, tmp_path / "x", f"data.rollout={rollout}", "data.inputs=none")
 
 
-def test_slots_encoded_on_the_fly(vqa_files, tmp_path):
+def test_slots_encoded_on_the_fly_are_the_extracted_slots(vqa_files, tmp_path):
+    from downstream.extract import ExtractionConfig, extract_slots
+    from downstream.video_features import SlotDatasetFeatures
     from ocl.modeling import SmoothSAModel
+    from tasks.slots import load_slots
     from tests.ocl.tiny import tiny_config as tiny_encoder_config
 
     torch.manual_seed(0)
@@ -141,6 +145,12 @@ def test_slots_encoded_on_the_fly(vqa_files, tmp_path):
     data = load_vqa_data(config.data, 0, torch.device("cpu"))
     assert data.train[0]["slots"].shape == (3, 4, 32)  # tiny encoder: 4 slots of 32
     assert data.train.features.frame_counts().tolist() == [4, 4, 4]  # 8 frames, stride 2
+    extract_slots(ExtractionConfig(encoder=str(tmp_path / "encoder"),
+                                   data=str(vqa_files.clevrer.root), out=str(tmp_path / "slots"),
+                                   splits=["train"], frame_stride=2, seed=0))
+    extracted = SlotDatasetFeatures(load_slots(tmp_path / "slots", cache_dir=tmp_path / "hf"))
+    for video in (0, 1, 2):
+        np.testing.assert_allclose(data.train.features(video), extracted(video), atol=2e-2)
     run_vqa(config)
 
 
