@@ -3,7 +3,6 @@ question, questions with no correct choice, unlabelled questions, accumulation a
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,12 +15,8 @@ from downstream.clevrer_metrics import (
 )
 from tasks.collate import QuestionCollator
 from tasks.questions import AnswerVocabulary
+from tests.tasks.test_clevrer_questions import REAL_QUESTIONS
 
-REAL_QUESTIONS = Path(__file__).parents[2].parent / "shared" / "fixtures" / "clevrer_real" / (
-    "explanatory_questions_sample.json"
-)
-if not REAL_QUESTIONS.is_file():  # the worktree may live elsewhere than beside shared/
-    REAL_QUESTIONS = Path("/work/shared/fixtures/clevrer_real/explanatory_questions_sample.json")
 ANSWERS = AnswerVocabulary()
 
 
