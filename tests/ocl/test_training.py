@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import ocl.train
+from ocl.checkpoint_export import export_checkpoint
 from ocl.lightning_module import SmoothSATraining
 from ocl.losses import LossWeights
 from ocl.modeling import SmoothSAModel
@@ -54,6 +55,9 @@ def test_training_lowers_the_loss_and_exports_the_encoder(clevrer_root, tmp_path
     assert {"val/ari", "val/fg_ari", "val/mbo", "val/miou"} <= set(metrics)
     encoder = SmoothSAModel.from_pretrained(output / "encoder")
     assert encoder.config.decoder == "broadcast"
+    exported = export_checkpoint(output, "last", tmp_path / "exported")
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(exported.state_dict()[key], value), key
     assert (output / "metrics.json").is_file() and (output / "config.yaml").is_file()
     assert sorted(p.name for p in (output / "pictures").glob("*.png")) == [
         f"step_{step:07d}.png" for step in (8, 16, 24, 32, 40)
