@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 import ocl.train
 from ocl.checkpoint_export import export_checkpoint
+from ocl.learning_curves import plot_learning_curves
 from ocl.lightning_module import SmoothSATraining
 from ocl.losses import LossWeights
 from ocl.modeling import SmoothSAModel
@@ -55,6 +56,8 @@ def test_training_lowers_the_loss_and_exports_the_encoder(clevrer_root, tmp_path
     assert {"val/ari", "val/fg_ari", "val/mbo", "val/miou"} <= set(metrics)
     encoder = SmoothSAModel.from_pretrained(output / "encoder")
     assert encoder.config.decoder == "broadcast"
+    curves = plot_learning_curves(output)
+    assert curves.stat().st_size > 10_000
     exported = export_checkpoint(output, "last", tmp_path / "exported")
     for key, value in encoder.state_dict().items():
         assert torch.equal(exported.state_dict()[key], value), key
