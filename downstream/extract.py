@@ -76,7 +76,7 @@ class ExtractionConfig:
     """What to extract, how, and where to.
 
     encoder: a folder written by `SmoothSAModel.save_pretrained`, or a Hub model id.
-    data: a folder in the CLEVRER layout (videos/{split}/video_XXXXX-YYYYY/video_NNNNN.mp4).
+    data: a folder in the CLEVRER layout (videos/{split}/video_00000-01000/video_00042.mp4).
     out: the output folder (a Hub dataset repo's layout).
     splits: the splits to extract; None: every split that has videos (train/validation/test).
     encoder_revision: the Hub revision (branch, tag or commit) of the encoder.

@@ -88,7 +88,7 @@ def plan_shards(data_root: str | Path, splits: tuple[str, ...] | None, videos_pe
         if not found:
             raise BadInputError(
                 f"no videos under {root}: expected videos/{{{','.join(SPLITS)}}}/"
-                "video_XXXXX-YYYYY/video_NNNNN.mp4 (the CLEVRER layout)"
+                "video_00000-01000/video_00042.mp4 (the CLEVRER layout)"
             )
     for split, files in found.items():
         if not files.videos:

@@ -1,7 +1,7 @@
 """Where the files of a CLEVRER directory are (the official download, or CLEVRER-sim output).
 
-    videos/{split}/video_XXXXX-YYYYY/video_NNNNN.mp4
-    annotations/{split}/annotation_XXXXX-YYYYY/annotation_NNNNN.json   (train, validation)
+    videos/{split}/video_00000-01000/video_00042.mp4
+    annotations/{split}/annotation_00000-01000/annotation_00042.json   (train, validation)
     derender_proposals/proposal_NNNNN.json                              (optional, every split)
     questions/{split}.json
 

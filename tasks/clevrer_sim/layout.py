@@ -1,8 +1,8 @@
 """Where every file of a CLEVRER-format dataset lives: the official directory layout.
 
 ```
-DIR/videos/{train,validation,test}/video_XXXXX-YYYYY/video_NNNNN.mp4
-DIR/annotations/{train,validation}/annotation_XXXXX-YYYYY/annotation_NNNNN.json
+DIR/videos/{train,validation,test}/video_00000-01000/video_00042.mp4
+DIR/annotations/{train,validation}/annotation_00000-01000/annotation_00042.json
 DIR/derender_proposals/proposal_NNNNN.json
 DIR/questions/{train,validation,test}.json
 ```
