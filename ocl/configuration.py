@@ -41,6 +41,9 @@ class SmoothSAConfig(PretrainedConfig):
         decoder_layers, decoder_heads: the autoregressive decoder.
         decoder_hidden_dim: width of the MLP decoder's hidden layers / broadcast decoder channels.
         broadcast_grid: side of the grid the broadcast decoder starts from.
+        broadcast_full_resolution_layers: 5x5 convolutions the broadcast decoder runs at the
+            image size before its RGB + alpha layer (1 in Slot Attention; each costs about as
+            much as all the upsampling before it).
     """
 
     model_type = "smoothsa"
@@ -69,6 +72,7 @@ class SmoothSAConfig(PretrainedConfig):
     decoder_heads: int = 4
     decoder_hidden_dim: int = 1024
     broadcast_grid: int = 8
+    broadcast_full_resolution_layers: int = 1
 
     def __post_init__(self, **kwargs):
         self.image_size = tuple(int(side) for side in self.image_size)
@@ -89,6 +93,11 @@ class SmoothSAConfig(PretrainedConfig):
             raise ValueError("backbone 'features' needs feature_dim, the input's channel count")
         if self.decoder == "broadcast" and self.backbone == "dinov2":
             raise ValueError("decoder 'broadcast' reconstructs pixels; use it with backbone 'cnn'")
+        if self.broadcast_full_resolution_layers < 0:
+            raise ValueError(
+                "broadcast_full_resolution_layers must be >= 0, "
+                f"got {self.broadcast_full_resolution_layers}"
+            )
         if self.cnn_downsample not in (1, 2):
             raise ValueError(f"cnn_downsample must be 1 or 2, got {self.cnn_downsample}")
         for name in ("num_slots", "slot_dim", "num_iterations", "num_iterations_later"):

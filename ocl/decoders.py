@@ -180,10 +180,16 @@ class SpatialBroadcastDecoder(nn.Module):
     Args:
         slot_dim: d. image_size: (H, W), each `grid * 2**k` for the same k.
         channels: width of the convolutions. grid: side of the starting map.
+        full_resolution_layers: 5x5 convolutions at the image size before the output layer.
     """
 
     def __init__(
-        self, slot_dim: int, image_size: tuple[int, int], channels: int = 64, grid: int = 8
+        self,
+        slot_dim: int,
+        image_size: tuple[int, int],
+        channels: int = 64,
+        grid: int = 8,
+        full_resolution_layers: int = 1,
     ):
         super().__init__()
         height, width = image_size
@@ -202,8 +208,10 @@ class SpatialBroadcastDecoder(nn.Module):
                 nn.ReLU(),
             ]
             in_channels = channels
-        layers += [nn.Conv2d(in_channels, channels, 5, padding=2), nn.ReLU()]
-        layers += [nn.Conv2d(channels, 4, 3, padding=1)]
+        for _ in range(full_resolution_layers):
+            layers += [nn.Conv2d(in_channels, channels, 5, padding=2), nn.ReLU()]
+            in_channels = channels
+        layers += [nn.Conv2d(in_channels, 4, 3, padding=1)]
         self.network = nn.Sequential(*layers)
 
     def forward(

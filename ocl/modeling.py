@@ -120,7 +120,7 @@ class SmoothSAModel(PreTrainedModel):
         else:
             self.decoder = SpatialBroadcastDecoder(
                 config.slot_dim, config.image_size, config.decoder_hidden_dim,
-                config.broadcast_grid,
+                config.broadcast_grid, config.broadcast_full_resolution_layers,
             )
         for module in (self.project, self.slot_attention, self.transit):
             zero_biases(module)

@@ -325,3 +325,15 @@ def test_decoding_slots_alone_without_a_removed_slot(decoder):
     torch.testing.assert_close(again_reconstruction, reconstruction)
     with pytest.raises(ValueError, match="slot_mask must be bool"):
         model.decode_slots(slots, slot_mask.float())
+
+
+@pytest.mark.parametrize("layers", [0, 2])
+def test_broadcast_decoder_full_resolution_layers(layers):
+    model = build("cnn", "broadcast", video=False, broadcast_full_resolution_layers=layers).eval()
+    convolutions = [m for m in model.decoder.network if isinstance(m, torch.nn.Conv2d)]
+    assert len(convolutions) == layers + 1  # then the RGB + alpha layer
+    output = model(inputs_for(model, 2))
+    assert output.reconstruction.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(output.decoder_attention.sum(1), torch.ones(2, 32, 32))
+    with pytest.raises(ValueError, match="broadcast_full_resolution_layers must be >= 0"):
+        build("cnn", "broadcast", broadcast_full_resolution_layers=-1)
