@@ -5,6 +5,8 @@ encoder training ships (`downstream.extract.extract_slots`). The run then trains
 them as on any data.
 """
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,9 @@ class PrepareConfig:
 
     videos, frames, size, seed: the CLEVRER-sim set (videos of `frames` frames, `size` pixels
         square; split into train, validation and test by the generator).
+    descriptive_per_video, explanatory_per_video, predictive_per_video,
+        counterfactual_per_video: most questions of each type asked of a video (multiple-choice
+        questions are also limited by the events a video holds).
     encoder: the small SmoothSA encoder, a folder as `save_pretrained` writes it (a relative
         path is looked for under the repository first, then the working directory).
     frame_stride: the slots of frames 0, s, 2s, ... of every video are extracted.
@@ -34,6 +39,10 @@ class PrepareConfig:
     frames: int = 32
     size: int = 64
     seed: int = 0
+    descriptive_per_video: int = 10
+    explanatory_per_video: int = 2
+    predictive_per_video: int = 1
+    counterfactual_per_video: int = 2
     encoder: str = "models/clevrer_sim_small"
     frame_stride: int = 2
 
@@ -41,6 +50,15 @@ class PrepareConfig:
         for name in ("videos", "frames", "size", "frame_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"prepare.{name} must be >= 1, got {getattr(self, name)}")
+
+    def sim_config(self) -> SimConfig:
+        return SimConfig(
+            num_videos=self.videos, num_frames=self.frames, width=self.size, height=self.size,
+            seed=self.seed, descriptive_per_video=self.descriptive_per_video,
+            explanatory_per_video=self.explanatory_per_video,
+            predictive_per_video=self.predictive_per_video,
+            counterfactual_per_video=self.counterfactual_per_video,
+        )
 
 
 class MissingPieceError(RuntimeError):
@@ -53,15 +71,13 @@ def prepare_default_data(prepare: PrepareConfig, accelerator: Accelerator) -> tu
     extraction (which resumes, and does nothing when its output is complete)."""
     encoder = encoder_folder(prepare.encoder)
     cache = Path(prepare.cache_dir).expanduser()
-    name = f"{prepare.videos}v-{prepare.frames}f-{prepare.size}px-seed{prepare.seed}"
+    sim = prepare.sim_config()
+    fingerprint = hashlib.sha256(json.dumps(sim.to_dict(), sort_keys=True).encode()).hexdigest()
+    name = f"{prepare.videos}v-{prepare.frames}f-{prepare.size}px-{fingerprint[:8]}"
     clevrer_root = cache / f"clevrer-sim-{name}"
     slots = cache / f"slots-{name}-stride{prepare.frame_stride}-{encoder.name}"
     if accelerator.is_main_process and not (clevrer_root / "questions" / "test.json").is_file():
-        generate_dataset(
-            SimConfig(num_videos=prepare.videos, num_frames=prepare.frames, width=prepare.size,
-                      height=prepare.size, seed=prepare.seed),
-            clevrer_root, workers=os.cpu_count() or 1,
-        )
+        generate_dataset(sim, clevrer_root, workers=os.cpu_count() or 1)
     accelerator.wait_for_everyone()
     extract_slots(ExtractionConfig(encoder=str(encoder), data=str(clevrer_root),
                                    out=str(slots), frame_stride=prepare.frame_stride,
