@@ -23,8 +23,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 class PrepareConfig:
     """The built-in default's data, made once into `cache_dir` before training (when `enabled`).
 
-    videos, frames, size, seed: the CLEVRER-sim set (videos of `frames` frames, `size` pixels
-        square; split into train, validation and test by the generator).
+    videos, frames, size, seed, field_of_view: the CLEVRER-sim set (videos of `frames` frames,
+        `size` pixels square, seen through the camera's `field_of_view`; split into train,
+        validation and test by the generator). The encoder should have been trained on the same
+        field of view: it sets the objects' size in pixels.
     descriptive_per_video, explanatory_per_video, predictive_per_video,
         counterfactual_per_video: most questions of each type asked of a video (multiple-choice
         questions are also limited by the events a video holds).
@@ -39,6 +41,7 @@ class PrepareConfig:
     frames: int = 32
     size: int = 64
     seed: int = 0
+    field_of_view: float = 40.0
     descriptive_per_video: int = 10
     explanatory_per_video: int = 2
     predictive_per_video: int = 1
@@ -54,7 +57,8 @@ class PrepareConfig:
     def sim_config(self) -> SimConfig:
         return SimConfig(
             num_videos=self.videos, num_frames=self.frames, width=self.size, height=self.size,
-            seed=self.seed, descriptive_per_video=self.descriptive_per_video,
+            seed=self.seed, field_of_view=self.field_of_view,
+            descriptive_per_video=self.descriptive_per_video,
             explanatory_per_video=self.explanatory_per_video,
             predictive_per_video=self.predictive_per_video,
             counterfactual_per_video=self.counterfactual_per_video,

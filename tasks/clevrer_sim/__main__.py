@@ -29,6 +29,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--size", default="64", help="frame size: N or WxH (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument(
+        "--field-of-view", type=float, default=40.0,
+        help="camera's vertical field of view in degrees (default 40; narrower draws objects larger)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--min-objects", type=int, default=3)
     parser.add_argument("--max-objects", type=int, default=6)
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             width=width,
             height=height,
             seed=arguments.seed,
+            field_of_view=arguments.field_of_view,
             min_objects=arguments.min_objects,
             max_objects=arguments.max_objects,
         )

@@ -23,6 +23,9 @@ class SimConfig:
     height: int = 64
     """Frame height in pixels (even)."""
     fps: int = 25
+    field_of_view: float = 40.0
+    """The camera's vertical field of view (degrees); objects are placed in view, so a narrower
+    one draws them larger on a smaller patch of floor."""
     """Frames per second of the video and of the sampled simulation."""
     seed: int = 0
     """Dataset seed; video i draws only from (seed, i)."""
@@ -54,6 +57,8 @@ class SimConfig:
             size = getattr(self, name)
             if size < 16 or size % 2:
                 raise ValueError(f"{name} must be an even number >= 16, got {size}")
+        if not 10.0 <= self.field_of_view <= 90.0:
+            raise ValueError(f"field_of_view must be in [10, 90] degrees, got {self.field_of_view}")
         if self.fps < 1:
             raise ValueError(f"fps must be >= 1, got {self.fps}")
         if self.seed < 0:
@@ -72,12 +77,12 @@ class SimConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float]:
         """Plain JSON-ready fields."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, fields: dict[str, int]) -> SimConfig:
+    def from_dict(cls, fields: dict[str, int | float]) -> SimConfig:
         """Inverse of `to_dict`; unknown keys are an error naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(fields) - known)

@@ -52,7 +52,7 @@ class SimulatedVideo:
 
 
 def camera_for(config: SimConfig) -> Camera:
-    return Camera(config.width, config.height)
+    return Camera(config.width, config.height, fov_degrees=config.field_of_view)
 
 
 def simulate_video(config: SimConfig, index: int) -> SimulatedVideo:

@@ -2,10 +2,12 @@
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pybullet
+import pytest
 
 from tasks.clevrer_sim.camera import Camera
 from tasks.clevrer_sim.dataset import camera_for, simulate_video, splits_present
@@ -114,6 +116,20 @@ def test_masks_decode_to_the_rendered_instance_pixels(small_dataset):
     decoded_video = read_video(layout.video("validation", index))
     assert decoded_video.shape == (SMALL.num_frames, SMALL.height, SMALL.width, 3)
     assert np.abs(decoded_video.astype(int) - frames.astype(int)).mean() < 4.0
+
+
+def test_a_narrower_field_of_view_draws_objects_larger():
+    def median_object_share(config):
+        video = simulate_video(config, 4)
+        _, masks = render_video(camera_for(config), video.scene, video.trajectory, 8)
+        shares = [np.mean(masks == o.object_id, axis=(1, 2)) for o in video.scene.objects]
+        return float(np.median([np.median(s[s > 0]) for s in shares if (s > 0).any()]))
+
+    zoomed = replace(SMALL, field_of_view=28.0)
+    assert camera_for(zoomed).fov_degrees == 28.0
+    assert median_object_share(zoomed) > 1.3 * median_object_share(SMALL)
+    with pytest.raises(ValueError, match="field_of_view must be in"):
+        replace(SMALL, field_of_view=5.0)
 
 
 def test_metal_and_rubber_look_different():
