@@ -31,7 +31,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     parser.add_argument(
         "--field-of-view", type=float, default=40.0,
-        help="camera's vertical field of view in degrees (default 40; narrower draws objects larger)",
+        help="camera's vertical field of view, degrees (default 40; narrower: larger objects)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--min-objects", type=int, default=3)

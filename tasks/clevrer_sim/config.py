@@ -23,10 +23,10 @@ class SimConfig:
     height: int = 64
     """Frame height in pixels (even)."""
     fps: int = 25
+    """Frames per second of the video and of the sampled simulation."""
     field_of_view: float = 40.0
     """The camera's vertical field of view (degrees); objects are placed in view, so a narrower
     one draws them larger on a smaller patch of floor."""
-    """Frames per second of the video and of the sampled simulation."""
     seed: int = 0
     """Dataset seed; video i draws only from (seed, i)."""
     min_objects: int = 3
