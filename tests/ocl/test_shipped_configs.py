@@ -27,3 +27,24 @@ def test_config_builds_a_model_that_runs(path):
     with torch.no_grad():
         output = model(torch.rand(1, frames, 3, *config.data.image_size), decode=False)
     assert output.slots.shape == (1, frames, model.config.num_slots, model.config.slot_dim)
+
+
+SHIPPED_ENCODER = Path(__file__).resolve().parents[2] / "models" / "clevrer_sim_small"
+
+
+def test_the_shipped_small_encoder_is_the_small_config_and_encodes_a_video():
+    from downstream.slot_encoding import load_frozen_encoder
+
+    encoder, identity = load_frozen_encoder(str(SHIPPED_ENCODER))
+    config = load_config(EncoderTrainingConfig, CONFIGS[[p.stem for p in CONFIGS].index(
+        "clevrer_sim_small")])
+    for name, value in config.model.items():
+        shipped = getattr(encoder.config, name)
+        assert (list(shipped) if isinstance(shipped, tuple) else shipped) == value, name
+    assert identity.encoder_id == "clevrer_sim_small"
+    assert not any(parameter.requires_grad for parameter in encoder.parameters())
+    video = torch.rand(1, 4, 3, *encoder.config.image_size, generator=torch.manual_seed(0))
+    first = encoder(video, generator=torch.Generator().manual_seed(0), decode=False).slots
+    again = encoder(video, generator=torch.Generator().manual_seed(0), decode=False).slots
+    assert first.shape == (1, 4, 7, 64) and torch.isfinite(first).all()
+    torch.testing.assert_close(first, again)
