@@ -9,6 +9,8 @@ inside one. The trained encoder is written with `save_pretrained` to
 `OUTPUT/encoder`, the last validation's metrics to `OUTPUT/metrics.json`.
 """
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -25,6 +27,23 @@ from ocl.modeling import SmoothSAModel
 from ocl.pictures import SlotPictureCallback
 from ocl.training_config import EncoderTrainingConfig
 from ocl.video_data import VideoClipDataModule
+
+
+def appending_csv_logger(output: Path, flush_every: int) -> CSVLogger:
+    """A CSV logger whose `metrics.csv` keeps the rows of a run before it crashed and resumed.
+
+    Rows are written every `flush_every` steps (the logging interval), so a crash loses none.
+    Lightning's writer deletes an existing `metrics.csv` when it starts; its rows are put back
+    and its columns given to the writer, which then appends.
+    """
+    logger = CSVLogger(output, name="csv", version="", flush_logs_every_n_steps=flush_every)
+    path = Path(logger.log_dir) / "metrics.csv"
+    if path.is_file():
+        previous = path.read_text()
+        writer = logger.experiment  # deletes the file
+        path.write_text(previous)
+        writer.metrics_keys = next(csv.reader(io.StringIO(previous)), [])
+    return logger
 
 
 def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
@@ -47,7 +66,7 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
         log_every_n_steps=trainer_config.log_every,
         logger=[
             TensorBoardLogger(output, name="tensorboard", version=""),
-            CSVLogger(output, name="csv", version=""),
+            appending_csv_logger(output, trainer_config.log_every),
         ],
         callbacks=[
             ModelCheckpoint(

@@ -97,6 +97,12 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(clevrer_root,
     assert whole.keys() == resumed.keys()
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
+    # The learning curve survives the crash: every step the whole run logged is in the CSV.
+    def logged_steps(run):
+        with (tmp_path / run / "csv" / "metrics.csv").open(newline="") as file:
+            return {row["step"] for row in csv.DictReader(file)}
+
+    assert logged_steps("whole") <= logged_steps("resumed")
 
 
 def test_preloaded_frames_give_the_same_clips(clevrer_root, tmp_path):
