@@ -41,11 +41,11 @@ class PrepareConfig:
     frames: int = 32
     size: int = 64
     seed: int = 0
-    field_of_view: float = 40.0
-    descriptive_per_video: int = 10
-    explanatory_per_video: int = 2
-    predictive_per_video: int = 1
-    counterfactual_per_video: int = 2
+    field_of_view: float = SimConfig.field_of_view
+    descriptive_per_video: int = SimConfig.descriptive_per_video
+    explanatory_per_video: int = SimConfig.explanatory_per_video
+    predictive_per_video: int = SimConfig.predictive_per_video
+    counterfactual_per_video: int = SimConfig.counterfactual_per_video
     encoder: str = "models/clevrer_sim_small"
     frame_stride: int = 2
 

@@ -36,8 +36,7 @@ def test_the_shipped_small_encoder_is_the_small_config_and_encodes_a_video():
     from downstream.slot_encoding import load_frozen_encoder
 
     encoder, identity = load_frozen_encoder(str(SHIPPED_ENCODER))
-    config = load_config(EncoderTrainingConfig, CONFIGS[[p.stem for p in CONFIGS].index(
-        "clevrer_sim_small")])
+    config = load_config(EncoderTrainingConfig, CONFIGS[0].with_name("clevrer_sim_small.yaml"))
     for name, value in config.model.items():
         shipped = getattr(encoder.config, name)
         assert (list(shipped) if isinstance(shipped, tuple) else shipped) == value, name
