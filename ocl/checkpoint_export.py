@@ -31,12 +31,17 @@ def export_checkpoint(run: str | Path, checkpoint: str, out: str | Path) -> Smoo
     weights = {key.removeprefix(PREFIX): value for key, value in state.items()
                if key.startswith(PREFIX)}
     model.load_state_dict(weights)
+    save_encoder(model, out)
+    return model
+
+
+def save_encoder(model: SmoothSAModel, out: Path) -> None:
+    """`save_pretrained` into `out` through a temporary folder: `out` is whole or absent."""
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
-    return model
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from ocl.checkpoint_export import save_encoder
 from ocl.config_loading import config_to_yaml, parse_config_arguments
 from ocl.configuration import SmoothSAConfig
 from ocl.lightning_module import SmoothSATraining
@@ -105,14 +106,8 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
 
 def export(model: SmoothSAModel, metrics: dict[str, float], output: Path) -> None:
     """Writes the encoder (`save_pretrained`) and `metrics.json`, each via a temp name."""
-    staging = output / "encoder.partial"
-    model.save_pretrained(staging)
     final = output / "encoder"
-    if final.exists():
-        for path in final.iterdir():
-            path.unlink()
-        final.rmdir()
-    os.replace(staging, final)
+    save_encoder(model, final)
     temporary = output / "metrics.json.partial"
     temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     os.replace(temporary, output / "metrics.json")
