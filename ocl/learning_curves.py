@@ -19,17 +19,18 @@ METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou")
 
 
 def read_log(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every logged column as (step, value) pairs, in step order."""
+    """Every logged column as (step, value) pairs, in step order. A step logged twice (between
+    the last checkpoint and a crash, then again after the resume) keeps its later value."""
     path = run / "csv" / "metrics.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no CSV log at {path}")
-    series: dict[str, list[tuple[int, float]]] = {}
+    by_step: dict[str, dict[int, float]] = {}
     with open(path) as rows:
         for row in csv.DictReader(rows):
             for key, value in row.items():
                 if key not in ("epoch", "step") and value:
-                    series.setdefault(key, []).append((int(row["step"]), float(value)))
-    return series
+                    by_step.setdefault(key, {})[int(row["step"])] = float(value)
+    return {key: sorted(values.items()) for key, values in by_step.items()}
 
 
 def plot_learning_curves(run: str | Path, out: str | Path | None = None) -> Path:

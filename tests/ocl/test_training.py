@@ -157,3 +157,16 @@ def test_evaluation_table_scores_encoders_and_grids(clevrer_root, tmp_path):
         assert -1 <= score.ari <= 1 and 0 <= score.mbo <= 1 and 0 <= score.miou <= 1
     assert scores["tiny"].frames_per_second > 0 and scores["grid_2x2"].frames_per_second is None
     assert "grid_3x3" in (tmp_path / "scores.json").read_text()
+
+
+def test_learning_curves_keep_the_later_value_of_a_step_logged_twice(tmp_path):
+    from ocl.learning_curves import read_log
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "metrics.csv").write_text(
+        "epoch,step,train/preheat,val/fg_ari\n0,0,3.0,\n0,1,2.0,\n0,2,1.5,0.1\n"
+        "0,1,2.5,\n0,2,1.0,0.2\n0,3,0.5,\n"  # steps 1-2 again after a resume
+    )
+    series = read_log(tmp_path)
+    assert series["train/preheat"] == [(0, 3.0), (1, 2.5), (2, 1.0), (3, 0.5)]
+    assert series["val/fg_ari"] == [(2, 0.2)]
