@@ -4,6 +4,7 @@ from transformers import Dinov2WithRegistersConfig, PretrainedConfig
 
 BACKBONES = ("dinov2", "cnn", "features")
 DECODERS = ("autoregressive", "mlp", "broadcast")
+BROADCAST_ALPHAS = ("decoder", "slot_attention")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,6 +45,10 @@ class SmoothSAConfig(PretrainedConfig):
         broadcast_full_resolution_layers: 5x5 convolutions the broadcast decoder runs at the
             image size before its RGB + alpha layer (1 in Slot Attention; each costs about as
             much as all the upsampling before it).
+        broadcast_alpha: what weighs the slots' RGB in training: "decoder" (its own alpha, as in
+            Slot Attention) or "slot_attention" (Slot Attention's attention, upsampled, so the
+            reconstruction error reaches the grouping directly; the decoder's alpha then learns
+            to predict it, and decodes slots alone).
     """
 
     model_type = "smoothsa"
@@ -73,6 +78,7 @@ class SmoothSAConfig(PretrainedConfig):
     decoder_hidden_dim: int = 1024
     broadcast_grid: int = 8
     broadcast_full_resolution_layers: int = 1
+    broadcast_alpha: str = "decoder"
 
     def __post_init__(self, **kwargs):
         self.image_size = tuple(int(side) for side in self.image_size)
@@ -97,6 +103,10 @@ class SmoothSAConfig(PretrainedConfig):
             raise ValueError(
                 "broadcast_full_resolution_layers must be >= 0, "
                 f"got {self.broadcast_full_resolution_layers}"
+            )
+        if self.broadcast_alpha not in BROADCAST_ALPHAS:
+            raise ValueError(
+                f"broadcast_alpha must be one of {BROADCAST_ALPHAS}, got {self.broadcast_alpha!r}"
             )
         if self.cnn_downsample not in (1, 2):
             raise ValueError(f"cnn_downsample must be 1 or 2, got {self.cnn_downsample}")

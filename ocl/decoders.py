@@ -18,11 +18,13 @@ from ocl.position_embedding import SoftPositionEmbedding
 class DecoderOutput:
     """reconstruction: `[b,p,c]` features or `[b,3,H,W]` pixels; masks: `[b,n,p]` or `[b,n,H,W]`,
     each token's or pixel's weights over slots; slot_pixels: each slot's own RGB `[b,n,3,H,W]`
-    (pixel decoders only)."""
+    (pixel decoders only); mask_logits: the broadcast decoder's own alpha logits `[b,n,H,W]`
+    when the masks were given to it."""
 
     reconstruction: torch.Tensor
     masks: torch.Tensor
     slot_pixels: torch.Tensor | None = None
+    mask_logits: torch.Tensor | None = None
 
 
 class RandomOrderTransformerDecoder(nn.Module):
@@ -219,9 +221,11 @@ class SpatialBroadcastDecoder(nn.Module):
         target: torch.Tensor | None,
         slots: torch.Tensor,
         slot_mask: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """target `[b,3,H,W]` (only its size is checked; may be None), slots `[b,n,d]`,
-        slot_mask `[b,n]`."""
+        slot_mask `[b,n]`; masks `[b,n,H,W]`: weights over slots to compose the RGB with instead
+        of the decoder's own alpha (which is then returned as `mask_logits`)."""
         batch_size, num_slots, _ = slots.shape
         tiled = repeat(slots, "b n d -> (b n) h w d", h=self.grid, w=self.grid)
         tiled = rearrange(self.position_embedding(tiled), "bn h w d -> bn d h w")
@@ -231,6 +235,10 @@ class SpatialBroadcastDecoder(nn.Module):
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
         if slot_mask is not None:
             logits = logits.masked_fill(~slot_mask[:, :, None, None], float("-inf"))
-        masks = logits.softmax(dim=1)
+        if masks is None:
+            masks = logits.softmax(dim=1)
+            logits = None
+        elif masks.shape != logits.shape:
+            raise ValueError(f"masks {tuple(masks.shape)}, slots' alpha {tuple(logits.shape)}")
         reconstruction = torch.einsum("bnhw,bnchw->bchw", masks, rgb)
-        return DecoderOutput(reconstruction, masks, rgb)
+        return DecoderOutput(reconstruction, masks, rgb, logits)

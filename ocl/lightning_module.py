@@ -60,6 +60,7 @@ class SmoothSATraining(L.LightningModule):
                 "train/reconstruction": losses.reconstruction,
                 "train/preheat": losses.preheat,
                 "train/slot_contrast": losses.slot_contrast,
+                "train/mask_prediction": losses.mask_prediction,
             },
             prog_bar=True,
             batch_size=batch["frames"].shape[0],

@@ -19,14 +19,18 @@ class LossWeights:
     preheat: weight of MSE(initial queries, converged slots), the self-distillation.
     slot_contrast: weight of SlotContrast between consecutive frames' slots (videos only).
     slot_contrast_temperature: its softmax temperature.
+    mask_prediction: weight of the cross-entropy of the broadcast decoder's own alpha against
+        Slot Attention's masks it composed with (`broadcast_alpha: slot_attention` only).
     """
 
     preheat: float = 100.0
     slot_contrast: float = 0.5
     slot_contrast_temperature: float = 0.1
+    mask_prediction: float = 0.01
 
     def __post_init__(self):
-        if min(self.preheat, self.slot_contrast) < 0 or self.slot_contrast_temperature <= 0:
+        if (min(self.preheat, self.slot_contrast, self.mask_prediction) < 0
+                or self.slot_contrast_temperature <= 0):
             raise ValueError(f"loss weights must be >= 0 and the temperature > 0, got {self}")
 
 
@@ -38,6 +42,7 @@ class SmoothSALosses:
     reconstruction: torch.Tensor
     preheat: torch.Tensor
     slot_contrast: torch.Tensor
+    mask_prediction: torch.Tensor
 
 
 def smoothsa_losses(output: SmoothSAOutput, weights: LossWeights) -> SmoothSALosses:
@@ -53,8 +58,14 @@ def smoothsa_losses(output: SmoothSAOutput, weights: LossWeights) -> SmoothSALos
         slot_contrast = weights.slot_contrast * slot_contrast_loss(
             output.slots, weights.slot_contrast_temperature
         )
+    mask_prediction = zero
+    if output.decoder_mask_logits is not None and weights.mask_prediction > 0:
+        log_masks = output.decoder_mask_logits.log_softmax(dim=-3)
+        cross_entropy = -(output.decoder_attention.detach() * log_masks).sum(dim=-3).mean()
+        mask_prediction = weights.mask_prediction * cross_entropy
     return SmoothSALosses(
-        reconstruction + preheat + slot_contrast, reconstruction, preheat, slot_contrast
+        reconstruction + preheat + slot_contrast + mask_prediction, reconstruction, preheat,
+        slot_contrast, mask_prediction,
     )
 
 

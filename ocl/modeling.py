@@ -7,6 +7,7 @@ p = h*w tokens, H W pixels.
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 from transformers import PreTrainedModel
@@ -31,7 +32,9 @@ class SmoothSAOutput:
     reconstruction: the decoder's output, shaped like `target`.
     target: what the decoder reconstructs: the features (detached) or the pixels.
     features: the backbone's feature map `[b,(t),c,h,w]`.
-    The three decoder fields are None when the decoder was not run (`decode=False`).
+    decoder_mask_logits: the broadcast decoder's own alpha logits `[b,(t),n,H,W]`, trained to
+        predict `decoder_attention` when that is Slot Attention's (`broadcast_alpha`); else None.
+    The decoder fields are None when the decoder was not run (`decode=False`).
     """
 
     slots: torch.Tensor
@@ -41,6 +44,7 @@ class SmoothSAOutput:
     decoder_attention: torch.Tensor | None = None
     reconstruction: torch.Tensor | None = None
     target: torch.Tensor | None = None
+    decoder_mask_logits: torch.Tensor | None = None
 
     def first_frame_only(self) -> "SmoothSAOutput":
         """The image-shaped output of a one-frame video (drops the t axis)."""
@@ -213,9 +217,9 @@ class SmoothSAModel(PreTrainedModel):
             features=rearrange(features, "(b t) ... -> b t ...", b=batch_size),
         )
         if decode:
-            output.decoder_attention, output.reconstruction, output.target = self.decode(
-                video, features, slots
-            )
+            decoded = self.decode(video, features, slots, attention)
+            output.decoder_attention, output.reconstruction, output.target = decoded[:3]
+            output.decoder_mask_logits = decoded[3]
         return output, state
 
     def advance_state(
@@ -232,15 +236,24 @@ class SmoothSAModel(PreTrainedModel):
         )
 
     def decode(
-        self, video: torch.Tensor, features: torch.Tensor, slots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, video: torch.Tensor, features: torch.Tensor, slots: torch.Tensor,
+        attention: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         """Runs the decoder on every frame: video `[b,t,3,H,W]`, features `[(b t),c,h,w]`,
-        slots `[b,t,n,d]`. Returns the masks, the reconstruction and its target, video-shaped."""
+        slots `[b,t,n,d]`, Slot Attention's attention `[b,t,n,h,w]`. Returns the masks, the
+        reconstruction, its target and the decoder's own mask logits (None unless
+        `broadcast_alpha` is "slot_attention"), video-shaped."""
         flat_slots = rearrange(slots, "b t n d -> (b t) n d")
+        mask_logits = None
         if self.config.decoder == "broadcast":
             target = rearrange(video, "b t c h w -> (b t) c h w")
-            decoded = self.decoder(target, flat_slots)
-            reconstruction, masks = decoded.reconstruction, decoded.masks
+            weights = None
+            if self.config.broadcast_alpha == "slot_attention":
+                weights = F.interpolate(rearrange(attention, "b t n h w -> (b t) n h w"),
+                                        size=target.shape[-2:], mode="bilinear")
+            decoded = self.decoder(target, flat_slots, masks=weights)
+            reconstruction, masks, mask_logits = (decoded.reconstruction, decoded.masks,
+                                                  decoded.mask_logits)
         else:
             target = rearrange(features.detach(), "bt c h w -> bt (h w) c")
             decoded = self.decoder(target, flat_slots)
@@ -249,8 +262,8 @@ class SmoothSAModel(PreTrainedModel):
             target = rearrange(target, "bt (h w) c -> bt c h w", h=h)
             masks = rearrange(decoded.masks, "bt n (h w) -> bt n h w", h=h)
         return tuple(
-            rearrange(x, "(b t) ... -> b t ...", b=slots.shape[0])
-            for x in (masks, reconstruction, target)
+            None if x is None else rearrange(x, "(b t) ... -> b t ...", b=slots.shape[0])
+            for x in (masks, reconstruction, target, mask_logits)
         )
 
     def decode_slots(

@@ -337,3 +337,37 @@ def test_broadcast_decoder_full_resolution_layers(layers):
     torch.testing.assert_close(output.decoder_attention.sum(1), torch.ones(2, 32, 32))
     with pytest.raises(ValueError, match="broadcast_full_resolution_layers must be >= 0"):
         build("cnn", "broadcast", broadcast_full_resolution_layers=-1)
+
+
+def test_broadcast_alpha_from_slot_attention():
+    model = build("cnn", "broadcast", broadcast_alpha="slot_attention").train()
+    video = inputs_for(model, 2, 3)
+    output = model(video)
+    # The composition weights are Slot Attention's masks, upsampled to the pixels.
+    upsampled = torch.nn.functional.interpolate(
+        rearrange(output.attention, "b t n h w -> (b t) n h w"), size=(32, 32), mode="bilinear"
+    )
+    torch.testing.assert_close(
+        output.decoder_attention, rearrange(upsampled, "(b t) n h w -> b t n h w", b=2)
+    )
+    composed = torch.einsum("btnhw,btnchw->btchw", output.decoder_attention,
+                            model.decoder(None, rearrange(output.slots, "b t n d -> (b t) n d"))
+                            .slot_pixels.unflatten(0, (2, 3)))
+    torch.testing.assert_close(output.reconstruction, composed)
+    assert output.decoder_mask_logits.shape == output.decoder_attention.shape
+    # The reconstruction error reaches Slot Attention's keys through the masks; the decoder's
+    # own alpha (trained apart, by `mask_prediction`) decodes slots alone.
+    keys = model.slot_attention.to_k.weight
+    (grad,) = torch.autograd.grad(
+        torch.nn.functional.mse_loss(output.reconstruction, output.target), keys
+    )
+    assert grad.abs().sum() > 0
+    masks, _ = model.eval().decode_slots(output.slots.detach())
+    torch.testing.assert_close(masks, output.decoder_mask_logits.detach().softmax(dim=2))
+    with pytest.raises(ValueError, match="broadcast_alpha must be one of"):
+        build("cnn", "broadcast", broadcast_alpha="attention")
+
+
+def test_default_broadcast_decoder_composes_with_its_own_alpha():
+    model = build("cnn", "broadcast", video=False).eval()
+    assert model(inputs_for(model, 2)).decoder_mask_logits is None

@@ -74,3 +74,18 @@ def test_preheat_loss_does_not_move_the_slots():
 def test_bad_weights_are_refused():
     with pytest.raises(ValueError, match="temperature"):
         LossWeights(slot_contrast_temperature=0)
+
+
+def test_mask_prediction_is_the_cross_entropy_against_the_composition_masks():
+    slots = torch.randn(1, 2, 3, 4)
+    masks = torch.tensor([0.5, 0.25, 0.25]).reshape(1, 1, 3, 1, 1).expand(1, 2, 3, 2, 2)
+    logits = torch.zeros(1, 2, 3, 2, 2, requires_grad=True)  # uniform prediction
+    output = output_with(slots)
+    output.decoder_attention, output.decoder_mask_logits = masks, logits
+    losses = smoothsa_losses(output, LossWeights(slot_contrast=0, mask_prediction=0.5))
+    assert losses.mask_prediction.item() == pytest.approx(0.5 * math.log(3))
+    assert losses.total.item() == pytest.approx(losses.reconstruction.item() + 0.5 * math.log(3))
+    losses.total.backward()
+    # The gradient moves the prediction towards the masks: up where the mask is largest.
+    assert logits.grad[0, 0, 0, 0, 0] < 0 < logits.grad[0, 0, 1, 0, 0]
+    assert smoothsa_losses(output_with(slots), LossWeights()).mask_prediction.item() == 0
