@@ -14,7 +14,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LOSSES = ("train/reconstruction", "train/preheat", "train/slot_contrast")
+LOSSES = (
+    "train/reconstruction", "train/preheat", "train/slot_contrast", "train/mask_prediction"
+)
 METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou")
 
 
