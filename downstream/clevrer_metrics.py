@@ -1,7 +1,8 @@
 """CLEVRER's accuracies, as the official evaluation scripts define them, as torchmetrics Metrics.
 
 - descriptive: accuracy, the predicted answer string equal to the true one (the argmax class of
-  the 21 answers, which are distinct strings, so class equality is exact string match);
+  the 21 answers, which are distinct strings, so class equality is exact string match); also per
+  subtype (count, exist, query_color, query_shape, query_material), where the batch has them;
 - explanatory, predictive, counterfactual: per option, every choice counts once, right when its
   prediction ("correct" when its logit > 0) equals its label; per question, a question counts
   once, right only when all its choices are right (a question whose choices are all wrong is
@@ -20,7 +21,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from tasks.collate import QuestionBatch
-from tasks.questions import QUESTION_TYPES
+from tasks.questions import DESCRIPTIVE_SUBTYPES, QUESTION_TYPES
 
 MULTIPLE_CHOICE_TYPES: tuple[str, ...] = QUESTION_TYPES[1:]
 
@@ -88,6 +89,9 @@ class ClevrerAccuracy(nn.Module):
     def __init__(self):
         super().__init__()
         self.descriptive = DescriptiveAccuracy()
+        self.subtypes = nn.ModuleDict(
+            {subtype: DescriptiveAccuracy() for subtype in DESCRIPTIVE_SUBTYPES}
+        )
         self.multiple_choice = nn.ModuleDict(
             {kind: MultipleChoiceAccuracy() for kind in MULTIPLE_CHOICE_TYPES}
         )
@@ -97,8 +101,12 @@ class ClevrerAccuracy(nn.Module):
         """descriptive_logits: `[b,a]`; choice_logits: `[c]`. Questions without labels (the
         test split) are left out."""
         descriptive = (batch.question_type == 0) & (batch.answer_labels >= 0)
-        self.descriptive.update(descriptive_logits[descriptive].argmax(-1),
-                                batch.answer_labels[descriptive])
+        predicted = descriptive_logits.argmax(-1)
+        self.descriptive.update(predicted[descriptive], batch.answer_labels[descriptive])
+        if batch.question_subtype is not None:
+            for index, subtype in enumerate(DESCRIPTIVE_SUBTYPES):
+                chosen = descriptive & (batch.question_subtype == index)
+                self.subtypes[subtype].update(predicted[chosen], batch.answer_labels[chosen])
         choice_types = batch.question_type[batch.choice_to_question]
         labelled = batch.choice_labels >= 0
         for index, kind in enumerate(QUESTION_TYPES):
@@ -109,10 +117,13 @@ class ClevrerAccuracy(nn.Module):
                                                   batch.choice_to_question[chosen])
 
     def compute(self) -> dict[str, float]:
-        """`descriptive/accuracy` and `{type}/per_option`, `{type}/per_question` for each
-        multiple-choice type, as fractions; a type with no questions is left out."""
+        """`descriptive/accuracy`, `descriptive/{subtype}` and `{type}/per_option`,
+        `{type}/per_question` for each multiple-choice type, as fractions; a type or subtype with
+        no questions is left out."""
         # every process computes every metric (each compute syncs), then drops the empty ones
         metrics = {"descriptive/accuracy": self.descriptive.compute().item()}
+        metrics.update({f"descriptive/{subtype}": metric.compute().item()
+                        for subtype, metric in self.subtypes.items()})
         for kind, metric in self.multiple_choice.items():
             metrics.update({f"{kind}/{name}": value.item()
                             for name, value in metric.compute().items()})
@@ -120,10 +131,14 @@ class ClevrerAccuracy(nn.Module):
 
 
 def format_accuracy_table(runs: dict[str, dict[str, float]]) -> str:
-    """Runs side by side, accuracies in percent: one row per metric, one column per run."""
+    """Runs side by side, accuracies in percent: one row per metric, one column per run (a
+    descriptive subtype only when a run has it)."""
     names = list(runs)
-    keys = ["descriptive/accuracy"] + [f"{kind}/{measure}" for kind in MULTIPLE_CHOICE_TYPES
-                                       for measure in ("per_option", "per_question")]
+    subtypes = [f"descriptive/{subtype}" for subtype in DESCRIPTIVE_SUBTYPES
+                if any(f"descriptive/{subtype}" in metrics for metrics in runs.values())]
+    keys = (["descriptive/accuracy"] + subtypes
+            + [f"{kind}/{measure}" for kind in MULTIPLE_CHOICE_TYPES
+               for measure in ("per_option", "per_question")])
     width = max(len(key) for key in keys) + 2
     columns = [max(len(name), 7) + 2 for name in names]
     lines = [f"{'accuracy (%)':<{width}}"

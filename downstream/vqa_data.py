@@ -25,8 +25,8 @@ from tasks.bad_input import BadInputError
 from tasks.questions import QUESTION_TYPES
 
 QUESTION_COLUMNS: tuple[str, ...] = (
-    "video_index", "question_id", "question_type", "question_tokens", "answer_label",
-    "choice_ids", "choice_tokens", "choice_labels",
+    "video_index", "question_id", "question_type", "question_subtype", "question_tokens",
+    "answer_label", "choice_ids", "choice_tokens", "choice_labels",
 )
 ROLLOUT_TYPES: tuple[str, ...] = ("predictive", "counterfactual")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from tasks.questions import PAD_ID, QUESTION_TYPES, SEPARATOR_ID
+from tasks.questions import DESCRIPTIVE_SUBTYPES, PAD_ID, QUESTION_TYPES, SEPARATOR_ID
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class QuestionBatch:
     slot_masks: torch.Tensor | None = None  # [b,t,n,h,w]
     present_slots: torch.Tensor | None = None  # [b,n] bool, False: a slot left out (padding,
     # a rollout's removed slot)
+    question_subtype: torch.Tensor | None = None  # [b] int64, index in DESCRIPTIVE_SUBTYPES;
+    # -1 for multiple-choice questions and rows without one
 
     def to(self, device: torch.device | str) -> QuestionBatch:
         """The same batch with every tensor on `device`."""
@@ -108,6 +110,8 @@ class QuestionCollator:
             slots=_stack(rows, "slots"),
             slot_masks=_stack(rows, "slot_masks"),
             present_slots=_stack(rows, "present_slots"),
+            question_subtype=_integers([_subtype_index(row.get("question_subtype"))
+                                        for row in rows]),
         )
 
 
@@ -127,6 +131,10 @@ def _pad(sequences: list[list[int]], fill: int = PAD_ID,
             (token for sequence in sequences for token in sequence), np.int64, lengths.sum()
         )
     return torch.from_numpy(tokens), torch.from_numpy(mask)
+
+
+def _subtype_index(subtype: str | None) -> int:
+    return DESCRIPTIVE_SUBTYPES.index(subtype) if subtype in DESCRIPTIVE_SUBTYPES else -1
 
 
 def _integers(values: list[int]) -> torch.Tensor:

@@ -146,3 +146,26 @@ def test_side_by_side_table():
     assert lines[0].split() == ["accuracy", "(%)", "slots", "question-only"]
     assert lines[1].split() == ["descriptive/accuracy", "50.0", "25.0"]
     assert lines[2].split() == ["explanatory/per_option", "75.0", "-"]
+
+
+def test_descriptive_accuracy_per_subtype():
+    rows = [row(0, 0, "descriptive", answer="2"), row(0, 1, "descriptive", answer="yes"),
+            row(1, 0, "descriptive", answer="red"), row(1, 1, "descriptive", answer="blue"),
+            row(1, 2, "explanatory", labels=[1])]
+    for question, subtype in zip(rows, ["count", "exist", "query_color", "query_color", None],
+                                 strict=True):
+        question["question_subtype"] = subtype
+    metric = ClevrerAccuracy()
+    metric.update(one_hot_logits(["2", "no", "red", "red", None]), choice_logits([True]),
+                  QuestionCollator()(rows))
+    metrics = metric.compute()
+    assert metrics["descriptive/accuracy"] == pytest.approx(2 / 4)
+    subtypes = {key: value for key, value in metrics.items()
+                if key.startswith("descriptive/") and key != "descriptive/accuracy"}
+    # query_shape and query_material have no question: left out
+    assert subtypes == pytest.approx(
+        {"descriptive/count": 1.0, "descriptive/exist": 0.0, "descriptive/query_color": 0.5})
+    lines = format_accuracy_table({"slots": metrics}).splitlines()
+    assert [line.split()[0] for line in lines[1:5]] == [
+        "descriptive/accuracy", "descriptive/count", "descriptive/exist",
+        "descriptive/query_color"]

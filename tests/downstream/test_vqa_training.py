@@ -54,7 +54,8 @@ def test_training_lowers_the_loss_and_writes_every_output(vqa_files, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == pytest.approx(metrics)
     assert set(metrics) == {"descriptive/accuracy"} | {
         f"{kind}/{measure}" for kind in ("explanatory", "predictive", "counterfactual")
-        for measure in ("per_option", "per_question")}
+        for measure in ("per_option", "per_question")} | {
+        "descriptive/count", "descriptive/query_color"}  # the validation questions' subtypes
     assert (tmp_path / "run" / "vocabulary.json").is_file()
     assert load_config(VqaConfig, tmp_path / "run" / "config.yaml") == config
     scenes = json.loads(vqa_files.clevrer.question_path("test").read_text())
