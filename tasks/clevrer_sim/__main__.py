@@ -23,19 +23,22 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", required=True, help="output directory (created; resumable)")
     parser.add_argument("--videos", type=int, required=True, help="number of videos")
-    parser.add_argument("--frames", type=int, default=128, help="frames per video (default 128)")
-    parser.add_argument(
-        "--future-frames", type=int, default=48, help="frames simulated after the clip"
-    )
+    defaults = SimConfig  # its fields' defaults
+    parser.add_argument("--frames", type=int, default=defaults.num_frames,
+                        help=f"frames per video (default {defaults.num_frames})")
+    parser.add_argument("--future-frames", type=int, default=defaults.future_frames,
+                        help="frames simulated after the clip")
     parser.add_argument("--size", default="64", help="frame size: N or WxH (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help=f"dataset seed (default {defaults.seed})")
     parser.add_argument(
-        "--field-of-view", type=float, default=40.0,
-        help="camera's vertical field of view, degrees (default 40; narrower: larger objects)",
+        "--field-of-view", type=float, default=defaults.field_of_view,
+        help=f"camera's vertical field of view, degrees (default {defaults.field_of_view:g}; "
+        "narrower: larger objects)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
-    parser.add_argument("--min-objects", type=int, default=3)
-    parser.add_argument("--max-objects", type=int, default=6)
+    parser.add_argument("--min-objects", type=int, default=defaults.min_objects)
+    parser.add_argument("--max-objects", type=int, default=defaults.max_objects)
     parser.add_argument("--check", action="store_true", help="re-derive every answer afterwards")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
