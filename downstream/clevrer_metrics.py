@@ -134,8 +134,8 @@ def format_accuracy_table(runs: dict[str, dict[str, float]]) -> str:
     """Runs side by side, accuracies in percent: one row per metric, one column per run (a
     descriptive subtype only when a run has it)."""
     names = list(runs)
-    subtypes = [f"descriptive/{subtype}" for subtype in DESCRIPTIVE_SUBTYPES
-                if any(f"descriptive/{subtype}" in metrics for metrics in runs.values())]
+    subtypes = [key for key in (f"descriptive/{subtype}" for subtype in DESCRIPTIVE_SUBTYPES)
+                if any(key in metrics for metrics in runs.values())]
     keys = (["descriptive/accuracy"] + subtypes
             + [f"{kind}/{measure}" for kind in MULTIPLE_CHOICE_TYPES
                for measure in ("per_option", "per_question")])

@@ -217,9 +217,8 @@ class SmoothSAModel(PreTrainedModel):
             features=rearrange(features, "(b t) ... -> b t ...", b=batch_size),
         )
         if decode:
-            decoded = self.decode(video, features, slots, attention)
-            output.decoder_attention, output.reconstruction, output.target = decoded[:3]
-            output.decoder_mask_logits = decoded[3]
+            (output.decoder_attention, output.reconstruction, output.target,
+             output.decoder_mask_logits) = self.decode(video, features, slots, attention)
         return output, state
 
     def advance_state(
