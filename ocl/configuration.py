@@ -5,6 +5,7 @@ from transformers import Dinov2WithRegistersConfig, PretrainedConfig
 BACKBONES = ("dinov2", "cnn", "features")
 DECODERS = ("autoregressive", "mlp", "broadcast")
 BROADCAST_ALPHAS = ("decoder", "slot_attention")
+WEIGHT_INITS = ("pytorch", "variance_preserving")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -49,6 +50,15 @@ class SmoothSAConfig(PretrainedConfig):
             Slot Attention) or "slot_attention" (Slot Attention's attention, upsampled, so the
             reconstruction error reaches the grouping directly; the decoder's alpha then learns
             to predict it, and decodes slots alone).
+
+    Initialisation:
+        weight_init: "pytorch" (every module's default) or "variance_preserving": He
+            initialisation of the ReLU convolutions of the CNN backbone and of the broadcast
+            decoder, whose output layer starts at zero, and Glorot initialisation of Slot
+            Attention's linear layers, as Slot Attention's reference implementation. PyTorch's
+            default shrinks each ReLU layer's output ~2.4x: at the start the tokens are mostly
+            the position embedding, and the decoder's alpha hardly depends on the slot (its
+            spread over slots is ~1/140 of He's), so every slot is drawn alike.
     """
 
     model_type = "smoothsa"
@@ -79,6 +89,7 @@ class SmoothSAConfig(PretrainedConfig):
     broadcast_grid: int = 8
     broadcast_full_resolution_layers: int = 1
     broadcast_alpha: str = "decoder"
+    weight_init: str = "pytorch"
 
     def __post_init__(self, **kwargs):
         self.image_size = tuple(int(side) for side in self.image_size)
@@ -108,6 +119,8 @@ class SmoothSAConfig(PretrainedConfig):
             raise ValueError(
                 f"broadcast_alpha must be one of {BROADCAST_ALPHAS}, got {self.broadcast_alpha!r}"
             )
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {self.weight_init!r}")
         if self.cnn_downsample not in (1, 2):
             raise ValueError(f"cnn_downsample must be 1 or 2, got {self.cnn_downsample}")
         for name in ("num_slots", "slot_dim", "num_iterations", "num_iterations_later"):

@@ -126,6 +126,13 @@ class SmoothSAModel(PreTrainedModel):
                 config.slot_dim, config.image_size, config.decoder_hidden_dim,
                 config.broadcast_grid, config.broadcast_full_resolution_layers,
             )
+        if config.weight_init == "variance_preserving":
+            if config.backbone == "cnn":
+                he_initialise_convolutions(self.backbone)
+            if config.decoder == "broadcast":
+                he_initialise_convolutions(self.decoder)
+                nn.init.zeros_(self.decoder.network[-1].weight)
+            glorot_initialise_linears(self.slot_attention)
         for module in (self.project, self.slot_attention, self.transit):
             zero_biases(module)
         self.post_init()
@@ -320,6 +327,28 @@ class SmoothSAModel(PreTrainedModel):
                 "this encoder has no transit (transit_window=0): it encodes single images, "
                 f"got {video.shape[1]} frames"
             )
+
+
+def he_initialise_convolutions(module: nn.Module) -> None:
+    """He initialisation (fan in, ReLU gain) of every convolution inside `module`, biases zero:
+    each ReLU layer then keeps its input's scale."""
+    for child in module.modules():
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
+            fan_in = child.in_channels * child.kernel_size[0] * child.kernel_size[1]
+            if isinstance(child, nn.ConvTranspose2d):
+                fan_in //= child.stride[0] * child.stride[1]  # taps that reach each output
+            nn.init.normal_(child.weight, std=(2 / fan_in) ** 0.5)
+            nn.init.zeros_(child.bias)
+
+
+def glorot_initialise_linears(module: nn.Module) -> None:
+    """Glorot (Xavier) uniform initialisation of every Linear and GRU cell input inside
+    `module`."""
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            nn.init.xavier_uniform_(child.weight)
+        elif isinstance(child, nn.GRUCell):
+            nn.init.xavier_uniform_(child.weight_ih)
 
 
 def zero_biases(module: nn.Module | None) -> None:

@@ -278,6 +278,7 @@ def test_resolution_not_divisible_by_the_patch_size_is_refused():
         (dict(transit_window=1), "transit_window must be 0"),
         (dict(slot_dim=30), "not divisible by preheater_heads"),
         (dict(num_slots=0), "num_slots must be at least 1"),
+        (dict(weight_init="orthogonal"), "weight_init must be one of"),
     ],
 )
 def test_bad_configs_raise_clear_errors(fields, message):
@@ -371,3 +372,24 @@ def test_broadcast_alpha_from_slot_attention():
 def test_default_broadcast_decoder_composes_with_its_own_alpha():
     model = build("cnn", "broadcast", video=False).eval()
     assert model(inputs_for(model, 2)).decoder_mask_logits is None
+
+
+def test_variance_preserving_init_keeps_the_cnn_features_scale():
+    """PyTorch's default initialisation shrinks the features of a ReLU CNN layer by layer, so at
+    the start the tokens are mostly the position embedding; He initialisation keeps them."""
+    images = inputs_for(build("cnn"), 8) * 2 - 1
+    scales = {}
+    for init in ("pytorch", "variance_preserving"):
+        model = build("cnn", "broadcast", cnn_layers=4, weight_init=init)
+        scales[init] = model.backbone.network(images).pow(2).mean().sqrt().item()
+        slot_attention = model.slot_attention.to_k.weight
+        fan_in, fan_out = slot_attention.shape[1], slot_attention.shape[0]
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        if init == "variance_preserving":
+            assert slot_attention.abs().max() <= bound
+            assert slot_attention.std().item() == pytest.approx(bound / 3**0.5, rel=0.1)
+        if init == "variance_preserving":
+            assert model.decoder.network[-1].weight.abs().max() == 0
+    input_scale = images.pow(2).mean().sqrt().item()
+    assert scales["pytorch"] < 0.1 * input_scale
+    assert 0.3 * input_scale < scales["variance_preserving"] < 3 * input_scale
