@@ -20,6 +20,8 @@ import torch
 
 from tasks.questions import DESCRIPTIVE_SUBTYPES, PAD_ID, QUESTION_TYPES, SEPARATOR_ID
 
+SUBTYPE_INDEX: dict[str, int] = {name: index for index, name in enumerate(DESCRIPTIVE_SUBTYPES)}
+
 
 @dataclass(frozen=True)
 class CollateConfig:
@@ -110,7 +112,7 @@ class QuestionCollator:
             slots=_stack(rows, "slots"),
             slot_masks=_stack(rows, "slot_masks"),
             present_slots=_stack(rows, "present_slots"),
-            question_subtype=_integers([_subtype_index(row.get("question_subtype"))
+            question_subtype=_integers([SUBTYPE_INDEX.get(row.get("question_subtype"), -1)
                                         for row in rows]),
         )
 
@@ -133,8 +135,6 @@ def _pad(sequences: list[list[int]], fill: int = PAD_ID,
     return torch.from_numpy(tokens), torch.from_numpy(mask)
 
 
-def _subtype_index(subtype: str | None) -> int:
-    return DESCRIPTIVE_SUBTYPES.index(subtype) if subtype in DESCRIPTIVE_SUBTYPES else -1
 
 
 def _integers(values: list[int]) -> torch.Tensor:
