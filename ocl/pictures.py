@@ -44,10 +44,11 @@ def slot_picture(model: SmoothSAModel, frames: torch.Tensor, scale: int = 2) -> 
         slot_pixels = frames[:, None].expand(-1, masks.shape[1], -1, -1, -1)
     cells = slot_pixels * masks[:, :, None]
     palette = torch.from_numpy(PALETTE[np.arange(masks.shape[1]) % len(PALETTE)]).float() / 255
+    palette = palette.to(frames.device)
     overlay = 0.5 * frames + 0.5 * rearrange(palette[segmentation], "t h w c -> t c h w")
     rows = torch.cat([frames[:, None], overlay[:, None], cells], dim=1)  # [t,2+n,3,H,W]
     grid = rearrange(rows, "t k c h w -> (t h) (k w) c").clamp(0, 1)
-    image = Image.fromarray((grid.numpy() * 255).astype(np.uint8))
+    image = Image.fromarray((grid.float().cpu().numpy() * 255).astype(np.uint8))
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
