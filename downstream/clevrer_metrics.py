@@ -21,9 +21,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from tasks.collate import QuestionBatch
-from tasks.questions import DESCRIPTIVE_SUBTYPES, QUESTION_TYPES
-
-MULTIPLE_CHOICE_TYPES: tuple[str, ...] = QUESTION_TYPES[1:]
+from tasks.questions import DESCRIPTIVE_SUBTYPES, MULTIPLE_CHOICE_TYPES, QUESTION_TYPES
 
 
 class DescriptiveAccuracy(Metric):

@@ -16,14 +16,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tasks.questions import DESCRIPTIVE_ANSWERS
+from tasks.questions import CHOICE_ANSWERS, DESCRIPTIVE_ANSWERS
 
 Prediction = str | Mapping[int, bool]
 SCENE_KEYS = frozenset({"scene_index", "questions"})
 DESCRIPTIVE_KEYS = frozenset({"question_id", "answer"})
 MULTIPLE_CHOICE_KEYS = frozenset({"question_id", "choices"})
 CHOICE_KEYS = frozenset({"choice_id", "answer"})
-CHOICE_ANSWERS = ("correct", "wrong")
 
 
 class SubmissionError(ValueError):

@@ -26,9 +26,9 @@ DESCRIPTIVE_SUBTYPES: tuple[str, ...] = (
 COLORS: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "cyan", "purple", "yellow")
 SHAPES: tuple[str, ...] = ("cube", "sphere", "cylinder")
 MATERIALS: tuple[str, ...] = ("metal", "rubber")
-DESCRIPTIVE_ANSWERS: tuple[str, ...] = (
-    ("0", "1", "2", "3", "4", "5", "yes", "no") + COLORS + SHAPES + MATERIALS
-)
+COUNT_ANSWERS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5")
+DESCRIPTIVE_ANSWERS: tuple[str, ...] = COUNT_ANSWERS + ("yes", "no") + COLORS + SHAPES + MATERIALS
+MULTIPLE_CHOICE_TYPES: tuple[str, ...] = QUESTION_TYPES[1:]
 CHOICE_ANSWERS: dict[str, int] = {"wrong": 0, "correct": 1}
 
 _TOKEN_PATTERN = re.compile(r"'s\b|[a-z0-9]+|[^\sa-z0-9]")

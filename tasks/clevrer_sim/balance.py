@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tasks.clevrer_sim.config import SimConfig
-from tasks.clevrer_sim.vocabulary import COLORS, DESCRIPTIVE_SUBTYPES, MATERIALS, SHAPES
+from tasks.questions import COLORS, DESCRIPTIVE_SUBTYPES, MATERIALS, SHAPES
 
 SUBTYPE_WEIGHTS = {
     "count": 0.36,

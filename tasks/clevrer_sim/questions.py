@@ -24,7 +24,7 @@ import numpy as np
 
 from tasks.clevrer_sim.events import MOVING_SPEED, Event, EventLog
 from tasks.clevrer_sim.scene import ObjectState
-from tasks.clevrer_sim.vocabulary import COLORS, MATERIALS, SHAPES
+from tasks.questions import COLORS, MATERIALS, SHAPES
 
 AMBIGUOUS_SPEED = (0.5 * MOVING_SPEED, 2.0 * MOVING_SPEED)
 """Motion questions are not asked about a frame where a concerned object's speed (m/s) is in this

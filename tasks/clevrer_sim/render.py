@@ -21,7 +21,7 @@ from PIL import Image
 from tasks.clevrer_sim.camera import Camera
 from tasks.clevrer_sim.physics import Trajectory
 from tasks.clevrer_sim.scene import CUBE_HALF_EXTENT, RADIUS, Scene
-from tasks.clevrer_sim.vocabulary import COLORS, MATERIALS
+from tasks.questions import COLORS, MATERIALS
 
 COLOR_RGB = {
     "gray": (87, 87, 87),

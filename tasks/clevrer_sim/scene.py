@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.clevrer_sim.camera import Camera
-from tasks.clevrer_sim.vocabulary import COLORS, MATERIALS, SHAPES
+from tasks.questions import COLORS, MATERIALS, SHAPES
 
 RADIUS = 0.5
 """Sphere and cylinder radius (m); cylinders are as tall as they are wide."""

@@ -8,16 +8,16 @@ official files as well as CLEVRER-sim's (whose annotations add a `simulation` ke
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
-from tasks.clevrer_sim.vocabulary import (
+from tasks.clevrer_sim.vocabulary import PROGRAM_LITERALS, PROGRAM_MODULES
+from tasks.questions import (
     CHOICE_ANSWERS,
     COLORS,
     DESCRIPTIVE_ANSWERS,
     DESCRIPTIVE_SUBTYPES,
     MATERIALS,
     MULTIPLE_CHOICE_TYPES,
-    PROGRAM_LITERALS,
-    PROGRAM_MODULES,
     SHAPES,
 )
 
@@ -53,7 +53,7 @@ class _Problems(list):
         ):
             self.append(f"{where}: expected {size} numbers, got {value!r}")
 
-    def member(self, where: str, value: object, allowed: tuple[str, ...] | frozenset[str]) -> None:
+    def member(self, where: str, value: object, allowed: Collection[str]) -> None:
         if value not in allowed:
             self.append(f"{where}: {value!r} is not one of {sorted(allowed)}")
 

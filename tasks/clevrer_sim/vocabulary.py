@@ -1,22 +1,11 @@
-"""CLEVRER's closed vocabularies: object attributes, descriptive answers, question words.
+"""CLEVRER's question words and program tokens, which CLEVRER-sim writes.
 
-The values and their order follow the official release; the question words are the 81 words of the
-real CLEVRER questions (lower-cased, split on spaces, the trailing "?" removed), so every question
-CLEVRER-sim writes is made of words a tokenizer built on the real questions already knows.
+The question words are the 81 words of the real CLEVRER questions (lower-cased, split on spaces,
+the trailing "?" removed), so every question CLEVRER-sim writes is made of words a tokenizer built
+on the real questions already knows. The attribute values and answers are `tasks.questions`'.
 """
 
-COLORS = ("gray", "red", "blue", "green", "brown", "cyan", "purple", "yellow")
-MATERIALS = ("metal", "rubber")
-SHAPES = ("cube", "sphere", "cylinder")
-
-COUNT_ANSWERS = ("0", "1", "2", "3", "4", "5")
-DESCRIPTIVE_ANSWERS = COUNT_ANSWERS + ("yes", "no") + COLORS + SHAPES + MATERIALS
-"""The 21 answers of descriptive questions."""
-
-DESCRIPTIVE_SUBTYPES = ("count", "exist", "query_color", "query_shape", "query_material")
-QUESTION_TYPES = ("descriptive", "explanatory", "predictive", "counterfactual")
-MULTIPLE_CHOICE_TYPES = ("explanatory", "predictive", "counterfactual")
-CHOICE_ANSWERS = ("correct", "wrong")
+from tasks.questions import COLORS, MATERIALS, SHAPES
 
 QUESTION_WORDS = frozenset(
     """after and any are before begins between blue brown collide collides colliding collision
