@@ -42,6 +42,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from downstream.dynamics_evaluation import evaluate_rollouts, horizon_table, plot_horizon_curves
+from downstream.extraction_plan import source_identity
 from downstream.head_training import (
     HeadTrainingConfig,
     build_accelerator,
@@ -286,8 +287,12 @@ def train(config: DynamicsConfig) -> dict[str, float]:
                               config_to_yaml(config))
     task = DynamicsTask(config.model.window, config.loss.rollout_steps,
                         config.loss.reconstruction_weight, encoder)
+    sources = {"train_slots": data.train_slots, "evaluation_slots": data.evaluation_slots,
+               "encoder": data.encoder if with_frames else ""}
+    inputs = {"data": asdict(data),
+              **{name: source_identity(path) for name, path in sources.items() if path}}
     return train_head(model, task, train_windows, evaluation_windows, None, config.training,
-                      accelerator)
+                      accelerator, inputs=inputs)
 
 
 def roll_out(config: DynamicsConfig) -> Path:

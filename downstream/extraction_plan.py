@@ -133,6 +133,19 @@ def check_record(folder: Path, record: dict) -> bool:
     )
 
 
+def source_identity(path_or_repo_id: str) -> dict | str:
+    """A slot dataset folder: the encoder and video files its extraction record names; an
+    encoder folder: the SHA-256 of its weights file; a Hub id: the id."""
+    folder = Path(path_or_repo_id).expanduser()
+    if (folder / RECORD_FILE).is_file():
+        record = json.loads((folder / RECORD_FILE).read_text())
+        return {"encoder": record.get("encoder"), "splits": record.get("splits")}
+    weights = folder / "model.safetensors"
+    if weights.is_file():
+        return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
+    return path_or_repo_id
+
+
 def write_record(folder: Path, record: dict) -> None:
     """`extraction.json`, written under a temporary name and renamed."""
     folder.mkdir(parents=True, exist_ok=True)

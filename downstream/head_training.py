@@ -22,7 +22,7 @@ wait in a collective of the model's wrapper.
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -36,6 +36,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from ocl.learning_rate import warmup_cosine
+
+RUN_INPUTS_FILE = "run_inputs.json"
 
 EvaluationSharding = Literal["padded", "disjoint"]
 
@@ -157,9 +159,13 @@ def train_head(
     accelerator: Accelerator,
     evaluation_sharding: EvaluationSharding = "padded",
     finish: Callable[[PreTrainedModel, Accelerator], None] | None = None,
+    inputs: Mapping | None = None,
 ) -> dict[str, float]:
     """Trains `model` (resuming from the newest checkpoint in `output_dir`), evaluates it,
     exports it to `output_dir/model` and writes `output_dir/metrics.json`. Returns the metrics.
+
+    `inputs`: what the weights are trained on (JSON-able: the datasets and the encoder that made
+    them); checkpoints trained on other inputs are refused rather than resumed (`check_run_inputs`).
 
     `evaluation_sharding`: how evaluation batches are split over processes (module docstring).
     `finish(model, accelerator)`: called on every process with the trained (unwrapped) model
@@ -185,6 +191,7 @@ def train_head(
                       config.final_learning_rate_fraction),
     )
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    check_run_inputs(accelerator, output, inputs or {})
     start_step = resume(accelerator, output / "checkpoints")
 
     def loader_from(step: int) -> DataLoader:
@@ -302,6 +309,38 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, keep: int
         os.replace(partial, final)
         for old in sorted(folder.glob("step_???????"))[:-keep]:
             shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def check_run_inputs(accelerator: Accelerator, output: Path, inputs: Mapping) -> None:
+    """Records `inputs` in `output/run_inputs.json`, or, when `output` holds checkpoints, checks
+    that they were trained on the same: a ValueError naming each input that differs (or saying
+    that none was recorded), so a run never resumes weights trained on other data."""
+    current = json.loads(json.dumps(inputs, sort_keys=True, default=str))
+    path = output / RUN_INPUTS_FILE
+    checkpoints = output / "checkpoints"
+    if any(checkpoints.glob("step_???????")):
+        if not path.is_file():
+            raise ValueError(
+                f"{checkpoints} holds checkpoints but {path} does not say what they were trained "
+                "on: give another training.output_dir, or delete the checkpoints to start over"
+            )
+        recorded = json.loads(path.read_text())
+        differences = [
+            f"{key}: {json.dumps(recorded.get(key))} there, {json.dumps(current.get(key))} now"
+            for key in sorted(recorded.keys() | current.keys())
+            if recorded.get(key) != current.get(key)
+        ]
+        if differences:
+            raise ValueError(
+                f"the checkpoints in {checkpoints} were trained on other inputs ("
+                + "; ".join(differences) + "): give another training.output_dir, or delete the "
+                "checkpoints to start over"
+            )
+        return
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(path, current)
     accelerator.wait_for_everyone()
 
 

@@ -3,6 +3,7 @@ and a valid submission, resumes to the same weights, runs the baselines and the 
 encoder, and names bad input."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,25 @@ def test_resume_after_a_crash_continues_the_same_run(vqa_files, tmp_path, monkey
     resumed = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
     for key, value in whole.items():
         assert torch.equal(value, resumed[key]), key
+
+
+def test_checkpoints_trained_on_other_slots_are_refused_not_resumed(vqa_files, tmp_path):
+    slots = tmp_path / "slots"
+    shutil.copytree(vqa_files.slots, slots)
+    record = {"encoder": {"id": "small", "weights_hash": "1" * 16}, "splits": {}}
+    (slots / "extraction.json").write_text(json.dumps(record))
+    config = tiny_config(vqa_files, tmp_path / "run", f"data.slots={slots}")
+    run_vqa(config)
+    assert (tmp_path / "run" / "checkpoints" / "step_0000012").is_dir()
+    assert run_vqa(config) == pytest.approx(json.loads((tmp_path / "run" / "metrics.json")
+                                                       .read_text()))  # same inputs: resumes
+
+    record["encoder"]["weights_hash"] = "2" * 16  # the same folder re-extracted by another encoder
+    (slots / "extraction.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"trained on other inputs \(slots: .*1111.* there, "):
+        run_vqa(config)
+    with pytest.raises(ValueError, match="data: "):
+        run_vqa(tiny_config(vqa_files, tmp_path / "run", "data.num_frames=2"))
 
 
 @pytest.mark.parametrize("inputs,use_slots,slot_shape", [
