@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from ocl.learning_rate import warmup_cosine
+from tasks.bad_input import BadInputError
 
 RUN_INPUTS_FILE = "run_inputs.json"
 
@@ -314,14 +315,14 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, keep: int
 
 def check_run_inputs(accelerator: Accelerator, output: Path, inputs: Mapping) -> None:
     """Records `inputs` in `output/run_inputs.json`, or, when `output` holds checkpoints, checks
-    that they were trained on the same: a ValueError naming each input that differs (or saying
+    that they were trained on the same: a BadInputError naming each input that differs (or saying
     that none was recorded), so a run never resumes weights trained on other data."""
     current = json.loads(json.dumps(inputs, sort_keys=True, default=str))
     path = output / RUN_INPUTS_FILE
     checkpoints = output / "checkpoints"
     if any(checkpoints.glob("step_???????")):
         if not path.is_file():
-            raise ValueError(
+            raise BadInputError(
                 f"{checkpoints} holds checkpoints but {path} does not say what they were trained "
                 "on: give another training.output_dir, or delete the checkpoints to start over"
             )
@@ -332,7 +333,7 @@ def check_run_inputs(accelerator: Accelerator, output: Path, inputs: Mapping) ->
             if recorded.get(key) != current.get(key)
         ]
         if differences:
-            raise ValueError(
+            raise BadInputError(
                 f"the checkpoints in {checkpoints} were trained on other inputs ("
                 + "; ".join(differences) + "): give another training.output_dir, or delete the "
                 "checkpoints to start over"
