@@ -42,7 +42,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from downstream.dynamics_evaluation import evaluate_rollouts, horizon_table, plot_horizon_curves
-from downstream.extraction_plan import source_identity
+from downstream.extraction_plan import run_inputs
 from downstream.head_training import (
     HeadTrainingConfig,
     build_accelerator,
@@ -287,10 +287,9 @@ def train(config: DynamicsConfig) -> dict[str, float]:
                               config_to_yaml(config))
     task = DynamicsTask(config.model.window, config.loss.rollout_steps,
                         config.loss.reconstruction_weight, encoder)
-    sources = {"train_slots": data.train_slots, "evaluation_slots": data.evaluation_slots,
-               "encoder": data.encoder if with_frames else ""}
-    inputs = {"data": asdict(data),
-              **{name: source_identity(path) for name, path in sources.items() if path}}
+    inputs = run_inputs(data, {"train_slots": data.train_slots,
+                               "evaluation_slots": data.evaluation_slots,
+                               "encoder": data.encoder if with_frames else ""})
     return train_head(model, task, train_windows, evaluation_windows, None, config.training,
                       accelerator, inputs=inputs)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.bad_input import BadInputError
@@ -144,6 +144,14 @@ def source_identity(path_or_repo_id: str) -> dict | str:
     if weights.is_file():
         return {"weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
     return path_or_repo_id
+
+
+def run_inputs(settings, sources: dict[str, str]) -> dict:
+    """What a head's weights are trained on, for the resume check of `train_head`: its data
+    settings (a dataclass) and the identity of each slot dataset or encoder in `sources`
+    (name -> folder or Hub id; empty ones left out)."""
+    return {"data": asdict(settings),
+            **{name: source_identity(path) for name, path in sources.items() if path}}
 
 
 def write_record(folder: Path, record: dict) -> None:

@@ -24,7 +24,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from accelerate.utils import gather_object  # noqa: E402
 
 from downstream.clevrer_metrics import format_accuracy_table  # noqa: E402
-from downstream.extraction_plan import source_identity  # noqa: E402
+from downstream.extraction_plan import run_inputs  # noqa: E402
 from downstream.head_training import (  # noqa: E402
     HeadTrainingConfig,
     build_accelerator,
@@ -217,20 +217,13 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
     def write_submission_file(trained: ReasonerModel, accelerator) -> None:
         write_test_submission(trained, data.submission, collate, config, accelerator)
 
+    sources = {name: getattr(config.data, name) for name in ("slots", "rollout", "encoder")}
     metrics = train_head(model, VqaTask(), data.train, data.evaluation, collate,
                          config.training, accelerator, evaluation_sharding="disjoint",
                          finish=write_submission_file if data.submission is not None else None,
-                         inputs=run_inputs(config.data))
+                         inputs=run_inputs(config.data, sources))
     accelerator.print("\n" + format_accuracy_table({config.data.inputs: metrics}))
     return metrics
-
-
-def run_inputs(data: VqaDataConfig) -> dict:
-    """What the reasoner's weights are trained on, for the resume check of `train_head`: the
-    data settings, and what identifies the contents of each slot dataset and encoder named."""
-    sources = {name: getattr(data, name) for name in ("slots", "rollout", "encoder")}
-    return {"data": asdict(data),
-            **{name: source_identity(path) for name, path in sources.items() if path}}
 
 
 def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaData:

@@ -341,14 +341,24 @@ def load_slots(path_or_repo_id: str | Path, split: str = "train", streaming: boo
 
     Without `streaming` the shards are converted once to Arrow in the `datasets` cache and the
     result is memory-mapped: any size costs each process the same small memory. A local folder
-    that misses shards of a split (an unfinished extraction) is refused.
+    that misses shards of a split (an unfinished extraction) is refused. A local folder's shards
+    are named to the loader one by one, so its cache entry follows their modification times: a
+    folder extracted again is read anew (loading the folder by its card would reuse the Arrow
+    converted from the old shards).
     """
-    if Path(path_or_repo_id).is_dir():
-        check_complete_shards(path_or_repo_id)
-    dataset = datasets.load_dataset(
-        str(path_or_repo_id), split=split, streaming=streaming,
-        cache_dir=str(cache_dir) if cache_dir is not None else None, revision=revision,
-    )
+    cache_dir = str(cache_dir) if cache_dir is not None else None
+    folder = Path(path_or_repo_id)
+    if folder.is_dir():
+        check_complete_shards(folder)
+        shards = sorted(str(path) for path in (folder / "data").glob(f"{split}-*.parquet"))
+        if not shards:
+            raise ValueError(f"slot dataset {folder} has no {split} split "
+                             f"(no data/{split}-*.parquet)")
+        dataset = datasets.load_dataset("parquet", data_files={split: shards}, split=split,
+                                        streaming=streaming, cache_dir=cache_dir)
+    else:
+        dataset = datasets.load_dataset(str(path_or_repo_id), split=split, streaming=streaming,
+                                        cache_dir=cache_dir, revision=revision)
     slot_spec(dataset.features)
     return dataset
 

@@ -1,5 +1,7 @@
 """The slot-feature dataset: writing Parquet shards, loading them as a Hub repo holds them."""
 
+import shutil
+
 import numpy as np
 import pytest
 import yaml
@@ -61,6 +63,26 @@ def test_written_slots_load_back(tmp_path, dtype):
         expected = video_slots(video_index, 5, spec).astype(dtype)
         np.testing.assert_array_equal(stored, expected)
         assert masks.shape == (5, 3, 4, 6) and masks.dtype == np.dtype(dtype)
+
+
+def test_a_folder_extracted_again_is_read_anew(tmp_path):
+    spec = SlotSpec(num_slots=2, slot_dim=4)
+    folder = tmp_path / "slots"
+    write_slot_folder(folder, spec, [0, 1], rows_per_shard=4)
+    first = np.asarray(load_slots(folder, cache_dir=tmp_path / "hf")[0]["slots"])
+    np.testing.assert_array_equal(first, video_slots(0, 5, spec).astype(spec.dtype))
+    shutil.rmtree(folder)
+    write_slot_folder(folder, spec, [1, 0], rows_per_shard=4)  # same shard names, other rows
+    again = load_slots(folder, cache_dir=tmp_path / "hf")
+    assert again["video_index"] == [1, 0]
+    np.testing.assert_array_equal(np.asarray(again[0]["slots"]),
+                                  video_slots(1, 5, spec).astype(spec.dtype))
+
+
+def test_a_missing_split_is_named(tmp_path):
+    write_slot_folder(tmp_path / "slots", SlotSpec(num_slots=2, slot_dim=4), [0])
+    with pytest.raises(ValueError, match="no validation split"):
+        load_slots(tmp_path / "slots", "validation")
 
 
 def test_streaming_load(tmp_path):
