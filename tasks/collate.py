@@ -135,8 +135,6 @@ def _pad(sequences: list[list[int]], fill: int = PAD_ID,
     return torch.from_numpy(tokens), torch.from_numpy(mask)
 
 
-
-
 def _integers(values: list[int]) -> torch.Tensor:
     return torch.as_tensor(values, dtype=torch.int64).reshape(len(values))
 

@@ -349,11 +349,11 @@ def load_slots(path_or_repo_id: str | Path, split: str = "train", streaming: boo
     cache_dir = str(cache_dir) if cache_dir is not None else None
     folder = Path(path_or_repo_id)
     if folder.is_dir():
-        check_complete_shards(folder)
-        shards = sorted(str(path) for path in (folder / "data").glob(f"{split}-*.parquet"))
-        if not shards:
+        count = check_complete_shards(folder).get(split)
+        if count is None:
             raise ValueError(f"slot dataset {folder} has no {split} split "
                              f"(no data/{split}-*.parquet)")
+        shards = [str(folder / "data" / shard_name(split, index, count)) for index in range(count)]
         dataset = datasets.load_dataset("parquet", data_files={split: shards}, split=split,
                                         streaming=streaming, cache_dir=cache_dir)
     else:
