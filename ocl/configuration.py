@@ -30,6 +30,9 @@ class SmoothSAConfig(PretrainedConfig):
     Grouping:
         num_slots: N; slot_dim: D; num_iterations: Slot Attention iterations on an image or a
         video's first frame; num_iterations_later: on every later frame.
+        iteration_gradients: "last" (SmoothSA's bi-level truncation: gradients pass through
+            the last iteration only, and straight through to the initial queries) or "all"
+            (Slot Attention's original backpropagation through every iteration).
         use_preheater: preheated (self-distilled) initial queries; off gives the plain shared
             Gaussian of Slot Attention.
         preheater_heads: attention heads of the preheater's decoder layer.
@@ -77,6 +80,7 @@ class SmoothSAConfig(PretrainedConfig):
     slot_dim: int = 256
     num_iterations: int = 3
     num_iterations_later: int = 1
+    iteration_gradients: str = "last"
     use_preheater: bool = True
     preheater_heads: int = 4
     transit_window: int = 0
@@ -118,6 +122,10 @@ class SmoothSAConfig(PretrainedConfig):
         if self.broadcast_alpha not in BROADCAST_ALPHAS:
             raise ValueError(
                 f"broadcast_alpha must be one of {BROADCAST_ALPHAS}, got {self.broadcast_alpha!r}"
+            )
+        if self.iteration_gradients not in ("last", "all"):
+            raise ValueError(
+                f"iteration_gradients must be 'last' or 'all', got {self.iteration_gradients!r}"
             )
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {self.weight_init!r}")

@@ -102,7 +102,10 @@ class SmoothSAModel(PreTrainedModel):
             )
         else:
             self.initializer = SharedGaussianQueries(config.num_slots, config.slot_dim)
-        self.slot_attention = SlotAttention(feature_dim, config.slot_dim, config.num_iterations)
+        self.slot_attention = SlotAttention(
+            feature_dim, config.slot_dim, config.num_iterations,
+            truncate=config.iteration_gradients == "last",
+        )
         self.transit = None
         if config.is_video:
             self.transit = Transit(

@@ -17,17 +17,22 @@ class SlotAttention(nn.Module):
     softmax over SLOTS (slots compete for tokens), renormalised over tokens; `updates = a v`;
     `slots = GRU(updates, slots)`; `slots = slots + MLP(LayerNorm(slots))`. Before the last
     iteration the slots are detached except for a straight-through path to the initial queries
-    (bi-level truncation, BO-QSA), so gradients reach the queries but not earlier iterations.
+    (bi-level truncation, BO-QSA), so gradients reach the queries but not earlier iterations;
+    `truncate=False` backpropagates through every iteration, as the original Slot Attention.
 
     Args:
         input_dim: channels c of the input tokens.
         slot_dim: channels d of the slots.
         num_iterations: default number of iterations; `forward` can override it per call.
+        truncate: bi-level truncation of the gradients.
     """
 
-    def __init__(self, input_dim: int, slot_dim: int, num_iterations: int = 3):
+    def __init__(
+        self, input_dim: int, slot_dim: int, num_iterations: int = 3, truncate: bool = True
+    ):
         super().__init__()
         self.num_iterations = num_iterations
+        self.truncate = truncate
         self.norm_slots = nn.LayerNorm(slot_dim)
         self.to_q = nn.Linear(slot_dim, slot_dim, bias=False)
         self.norm_inputs = nn.LayerNorm(input_dim)
@@ -62,7 +67,7 @@ class SlotAttention(nn.Module):
         k, v = self.to_k(inputs), self.to_v(inputs)
         slots = queries
         for iteration in range(num_iterations):
-            if iteration == num_iterations - 1:
+            if self.truncate and iteration == num_iterations - 1:
                 slots = slots.detach() + queries - queries.detach()
             slots_prev = slots
             q = self.to_q(self.norm_slots(slots))

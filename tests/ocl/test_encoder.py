@@ -279,11 +279,36 @@ def test_resolution_not_divisible_by_the_patch_size_is_refused():
         (dict(slot_dim=30), "not divisible by preheater_heads"),
         (dict(num_slots=0), "num_slots must be at least 1"),
         (dict(weight_init="orthogonal"), "weight_init must be one of"),
+        (dict(iteration_gradients="first"), "iteration_gradients must be"),
     ],
 )
 def test_bad_configs_raise_clear_errors(fields, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**fields)
+
+
+def test_truncation_cuts_gradients_through_early_iterations_only():
+    """Bi-level truncation changes gradients, not slots; with one iteration it changes nothing."""
+    from ocl.slot_attention import SlotAttention
+
+    torch.manual_seed(0)
+    inputs, queries = torch.randn(2, 10, 8), torch.randn(2, 3, 16, requires_grad=True)
+    truncated = SlotAttention(8, 16, num_iterations=3)
+    full = SlotAttention(8, 16, num_iterations=3, truncate=False)
+    full.load_state_dict(truncated.state_dict())
+    gradients = {}
+    for name, module in (("truncated", truncated), ("full", full)):
+        slots, _ = module(inputs, queries)
+        gradients[name] = torch.autograd.grad(slots.sum(), [module.to_k.weight, queries])
+        gradients[name + " slots"] = slots.detach()
+        one, _ = module(inputs, queries, num_iterations=1)
+        gradients[name + " one"] = torch.autograd.grad(one.sum(), [module.to_k.weight])[0]
+    torch.testing.assert_close(gradients["truncated slots"], gradients["full slots"])
+    assert not torch.allclose(gradients["truncated"][0], gradients["full"][0], atol=1e-4)
+    assert not torch.allclose(gradients["truncated"][1], gradients["full"][1], atol=1e-4)
+    torch.testing.assert_close(gradients["truncated one"], gradients["full one"])
+    model = build("cnn", iteration_gradients="all")
+    assert not model.slot_attention.truncate and build("cnn").slot_attention.truncate
 
 
 def test_extraction_without_decoder_gives_the_same_slots():
