@@ -33,8 +33,10 @@ class SmoothSAConfig(PretrainedConfig):
         iteration_gradients: "last" (SmoothSA's bi-level truncation: gradients pass through
             the last iteration only, and straight through to the initial queries) or "all"
             (Slot Attention's original backpropagation through every iteration).
-        use_preheater: preheated (self-distilled) initial queries; off gives the plain shared
-            Gaussian of Slot Attention.
+        use_preheater: preheated (self-distilled) initial queries; off gives `plain_queries`.
+        plain_queries: the cold start when the preheater is off: "shared_gaussian" (Slot
+            Attention's, every slot drawn from one learned Gaussian) or "learned" (BO-QSA's one
+            learned query per slot).
         preheater_heads: attention heads of the preheater's decoder layer.
         transit_window: frames the transit may look back in training; 0 makes an image model.
         transit_heads, transit_dropout: the transit's decoder layer.
@@ -82,6 +84,7 @@ class SmoothSAConfig(PretrainedConfig):
     num_iterations_later: int = 1
     iteration_gradients: str = "last"
     use_preheater: bool = True
+    plain_queries: str = "shared_gaussian"
     preheater_heads: int = 4
     transit_window: int = 0
     transit_heads: int = 4
@@ -122,6 +125,10 @@ class SmoothSAConfig(PretrainedConfig):
         if self.broadcast_alpha not in BROADCAST_ALPHAS:
             raise ValueError(
                 f"broadcast_alpha must be one of {BROADCAST_ALPHAS}, got {self.broadcast_alpha!r}"
+            )
+        if self.plain_queries not in ("shared_gaussian", "learned"):
+            raise ValueError(
+                f"plain_queries must be 'shared_gaussian' or 'learned', got {self.plain_queries!r}"
             )
         if self.iteration_gradients not in ("last", "all"):
             raise ValueError(

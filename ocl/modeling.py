@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 from ocl.backbones import build_backbone
 from ocl.configuration import SmoothSAConfig
 from ocl.decoders import MLPDecoder, RandomOrderTransformerDecoder, SpatialBroadcastDecoder
-from ocl.preheater import Preheater, SharedGaussianQueries
+from ocl.preheater import LearnedQueries, Preheater, SharedGaussianQueries
 from ocl.slot_attention import SlotAttention
 from ocl.transit import Transit
 
@@ -100,6 +100,8 @@ class SmoothSAModel(PreTrainedModel):
             self.initializer = Preheater(
                 config.num_slots, config.slot_dim, feature_dim, config.preheater_heads
             )
+        elif config.plain_queries == "learned":
+            self.initializer = LearnedQueries(config.num_slots, config.slot_dim)
         else:
             self.initializer = SharedGaussianQueries(config.num_slots, config.slot_dim)
         self.slot_attention = SlotAttention(

@@ -1,4 +1,5 @@
-"""Initial slot queries: SmoothSA's preheater, and the plain shared Gaussian it improves on.
+"""Initial slot queries: SmoothSA's preheater, the plain shared Gaussian it improves on, and
+BO-QSA's learned per-slot queries.
 
 Axes: b batch, n slots, p tokens, c token channels, d slot channels.
 """
@@ -49,6 +50,25 @@ class SharedGaussianQueries(nn.Module):
     ) -> tuple[None, torch.Tensor]:
         """No initial queries to distil; queries `[b,n,d]` straight from the Gaussian."""
         return None, self.sample(tokens.shape[0], noise, generator)
+
+
+class LearnedQueries(nn.Module):
+    """BO-QSA's initialisation (Jia et al., 2023): one learned query per slot `[1,n,d]`, the same
+    for every input and without noise, so slots differ from the start."""
+
+    def __init__(self, num_slots: int, slot_dim: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.empty(1, num_slots, slot_dim))
+        nn.init.xavier_uniform_(self.queries[0])
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[None, torch.Tensor]:
+        """No initial queries to distil; the learned queries `[b,n,d]` (`noise` is unused)."""
+        return None, self.queries.expand(tokens.shape[0], -1, -1)
 
 
 class Preheater(SharedGaussianQueries):

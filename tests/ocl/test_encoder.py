@@ -177,6 +177,18 @@ def test_preheater_off_uses_a_plain_gaussian():
     assert not hasattr(model.initializer, "layer")
 
 
+def test_learned_queries_are_per_slot_and_need_no_noise():
+    model = build("cnn", use_preheater=False, plain_queries="learned", video=False).eval()
+    images = inputs_for(model, 2)
+    first, second = model(images), model(images, noise=torch.randn(2, 4, 32))
+    assert torch.equal(first.slots, second.slots)
+    queries = model.initializer.queries[0]
+    assert torch.nn.functional.cosine_similarity(queries[:, None], queries[None], dim=-1).abs()[
+        ~torch.eye(4, dtype=torch.bool)].max() < 0.9
+    first.reconstruction.sum().backward()
+    assert model.initializer.queries.grad.abs().sum() > 0
+
+
 def test_transit_draws_random_window_frames_only_in_training():
     model = build("features", transit_window=4)
     slots, tokens = torch.randn(8, 3, 4, 32), torch.randn(8, 4, 36, 24)
@@ -280,6 +292,7 @@ def test_resolution_not_divisible_by_the_patch_size_is_refused():
         (dict(num_slots=0), "num_slots must be at least 1"),
         (dict(weight_init="orthogonal"), "weight_init must be one of"),
         (dict(iteration_gradients="first"), "iteration_gradients must be"),
+        (dict(plain_queries="kmeans"), "plain_queries must be"),
     ],
 )
 def test_bad_configs_raise_clear_errors(fields, message):
