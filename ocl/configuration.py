@@ -33,10 +33,10 @@ class SmoothSAConfig(PretrainedConfig):
         iteration_gradients: "last" (SmoothSA's bi-level truncation: gradients pass through
             the last iteration only, and straight through to the initial queries) or "all"
             (Slot Attention's original backpropagation through every iteration).
-        use_preheater: preheated (self-distilled) initial queries; off gives `plain_queries`.
-        plain_queries: the cold start when the preheater is off: "shared_gaussian" (Slot
-            Attention's, every slot drawn from one learned Gaussian) or "learned" (BO-QSA's one
-            learned query per slot).
+        use_preheater: preheated (self-distilled) initial queries, refined from the cold start;
+            off: Slot Attention starts from the cold start itself.
+        cold_start: "shared_gaussian" (Slot Attention's and the paper's: every slot drawn from
+            one learned Gaussian) or "learned" (BO-QSA's one learned query per slot).
         preheater_heads: attention heads of the preheater's decoder layer.
         transit_window: frames the transit may look back in training; 0 makes an image model.
         transit_heads, transit_dropout: the transit's decoder layer.
@@ -84,7 +84,7 @@ class SmoothSAConfig(PretrainedConfig):
     num_iterations_later: int = 1
     iteration_gradients: str = "last"
     use_preheater: bool = True
-    plain_queries: str = "shared_gaussian"
+    cold_start: str = "shared_gaussian"
     preheater_heads: int = 4
     transit_window: int = 0
     transit_heads: int = 4
@@ -126,9 +126,9 @@ class SmoothSAConfig(PretrainedConfig):
             raise ValueError(
                 f"broadcast_alpha must be one of {BROADCAST_ALPHAS}, got {self.broadcast_alpha!r}"
             )
-        if self.plain_queries not in ("shared_gaussian", "learned"):
+        if self.cold_start not in ("shared_gaussian", "learned"):
             raise ValueError(
-                f"plain_queries must be 'shared_gaussian' or 'learned', got {self.plain_queries!r}"
+                f"cold_start must be 'shared_gaussian' or 'learned', got {self.cold_start!r}"
             )
         if self.iteration_gradients not in ("last", "all"):
             raise ValueError(

@@ -98,9 +98,10 @@ class SmoothSAModel(PreTrainedModel):
         )
         if config.use_preheater:
             self.initializer = Preheater(
-                config.num_slots, config.slot_dim, feature_dim, config.preheater_heads
+                config.num_slots, config.slot_dim, feature_dim, config.preheater_heads,
+                learned_cold_start=config.cold_start == "learned",
             )
-        elif config.plain_queries == "learned":
+        elif config.cold_start == "learned":
             self.initializer = LearnedQueries(config.num_slots, config.slot_dim)
         else:
             self.initializer = SharedGaussianQueries(config.num_slots, config.slot_dim)

@@ -81,12 +81,20 @@ class Preheater(SharedGaussianQueries):
     second learned scale. While `detach_flag` is on (the first 10% of training), the tokens are
     detached so the distillation loss does not shape the encoder early on.
 
+    With `learned_cold_start` the layer refines BO-QSA's learned per-slot queries instead of
+    the shared Gaussian sample, so the slots differ before they read the frame.
+
     Args:
         num_slots: n. slot_dim: d. token_dim: c. num_heads: heads of the decoder layer.
+        learned_cold_start: refine learned per-slot queries rather than a Gaussian sample.
     """
 
-    def __init__(self, num_slots: int, slot_dim: int, token_dim: int, num_heads: int = 4):
+    def __init__(
+        self, num_slots: int, slot_dim: int, token_dim: int, num_heads: int = 4,
+        learned_cold_start: bool = False,
+    ):
         super().__init__(num_slots, slot_dim)
+        self.cold_start = LearnedQueries(num_slots, slot_dim) if learned_cold_start else None
         self.to_memory = nn.Linear(token_dim, slot_dim)
         self.layer = PreNormDecoderLayer(
             slot_dim, num_heads, cross_attention_first=True, norm_before_cross=False
@@ -110,7 +118,10 @@ class Preheater(SharedGaussianQueries):
             initial_queries `[b,n,d]` (the distillation student) and the queries Slot Attention
             starts from `[b,n,d]`.
         """
-        sample = self.sample(tokens.shape[0], noise, generator)
+        if self.cold_start is None:
+            sample = self.sample(tokens.shape[0], noise, generator)
+        else:
+            _, sample = self.cold_start(tokens)
         if self.detach_flag:
             tokens = tokens.detach()
         initial_queries, _ = self.layer(sample, self.to_memory(tokens))

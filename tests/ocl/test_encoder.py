@@ -178,7 +178,7 @@ def test_preheater_off_uses_a_plain_gaussian():
 
 
 def test_learned_queries_are_per_slot_and_need_no_noise():
-    model = build("cnn", use_preheater=False, plain_queries="learned", video=False).eval()
+    model = build("cnn", use_preheater=False, cold_start="learned", video=False).eval()
     images = inputs_for(model, 2)
     first, second = model(images), model(images, noise=torch.randn(2, 4, 32))
     assert torch.equal(first.slots, second.slots)
@@ -187,6 +187,16 @@ def test_learned_queries_are_per_slot_and_need_no_noise():
         ~torch.eye(4, dtype=torch.bool)].max() < 0.9
     first.reconstruction.sum().backward()
     assert model.initializer.queries.grad.abs().sum() > 0
+
+
+def test_preheater_refines_the_learned_cold_start():
+    model = build("cnn", cold_start="learned", video=False).eval()
+    images = inputs_for(model, 2)
+    first, second = model(images), model(images, noise=torch.randn(2, 4, 32))
+    torch.testing.assert_close(first.initial_queries, second.initial_queries)
+    assert not torch.allclose(first.initial_queries[0], first.initial_queries[1])  # reads frames
+    first.initial_queries.sum().backward()
+    assert model.initializer.cold_start.queries.grad.abs().sum() > 0
 
 
 def test_transit_draws_random_window_frames_only_in_training():
@@ -292,7 +302,7 @@ def test_resolution_not_divisible_by_the_patch_size_is_refused():
         (dict(num_slots=0), "num_slots must be at least 1"),
         (dict(weight_init="orthogonal"), "weight_init must be one of"),
         (dict(iteration_gradients="first"), "iteration_gradients must be"),
-        (dict(plain_queries="kmeans"), "plain_queries must be"),
+        (dict(cold_start="kmeans"), "cold_start must be"),
     ],
 )
 def test_bad_configs_raise_clear_errors(fields, message):
