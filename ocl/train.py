@@ -89,6 +89,8 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
     model = SmoothSAModel(SmoothSAConfig(**config.model))
     if config.backbone_weights:
         model.backbone.load_pretrained(config.backbone_weights)
+    if config.initial_weights:
+        start_from_encoder(model, config.initial_weights)
     module = SmoothSATraining(
         model, config.optim, config.losses, config.trainer.seed, config.trainer.segmentation_from
     )
@@ -102,6 +104,25 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
     metrics = {key: float(value) for key, value in validation.items()}
     export(model, metrics, output)
     return metrics
+
+
+def start_from_encoder(model: SmoothSAModel, folder: str) -> None:
+    """Copies into `model` every parameter of the encoder in `folder` that it also has; raises
+    ValueError when a shared parameter's shape differs or nothing is shared."""
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"initial_weights: {folder} holds no encoder (config.json)")
+    source = SmoothSAModel.from_pretrained(folder).state_dict()
+    target = model.state_dict()
+    shared = sorted(source.keys() & target.keys())
+    mismatched = [f"{key} {tuple(source[key].shape)} vs {tuple(target[key].shape)}"
+                  for key in shared if source[key].shape != target[key].shape]
+    if mismatched or not shared:
+        raise ValueError(f"initial_weights {folder} does not fit this model: "
+                         + ("; ".join(mismatched[:5]) or "no parameter in common"))
+    model.load_state_dict({key: source[key] for key in shared}, strict=False)
+    kept = sorted({key.split(".")[0] for key in target.keys() - source.keys()})
+    print(f"started from {folder}: {len(shared)} of {len(target)} tensors"
+          + (f"; kept their initialisation: {', '.join(kept)}" if kept else ""))
 
 
 def export(model: SmoothSAModel, metrics: dict[str, float], output: Path) -> None:

@@ -112,11 +112,14 @@ class TrainerConfig:
 @dataclass
 class EncoderTrainingConfig:
     """model: SmoothSAConfig fields; backbone_weights: a Hub id or folder of pretrained
-    DINOv2-with-registers weights loaded into a "dinov2" backbone; the rest as documented in each
-    section."""
+    DINOv2-with-registers weights loaded into a "dinov2" backbone; initial_weights: an encoder
+    folder (`save_pretrained`) whose weights start the run, e.g. an image model trained further
+    on videos (the parameters it lacks, such as a video model's transit, keep their
+    initialisation); the rest as documented in each section."""
 
     model: dict[str, Any] = field(default_factory=dict)
     backbone_weights: str | None = None
+    initial_weights: str | None = None
     data: VideoDataConfig = field(default_factory=VideoDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     losses: LossWeights = field(default_factory=LossWeights)

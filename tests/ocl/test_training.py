@@ -170,3 +170,23 @@ def test_learning_curves_keep_the_later_value_of_a_step_logged_twice(tmp_path):
     series = read_log(tmp_path)
     assert series["train/preheat"] == [(0, 3.0), (1, 2.5), (2, 1.0), (3, 0.5)]
     assert series["val/fg_ari"] == [(2, 0.2)]
+
+
+def test_a_video_run_starts_from_an_image_encoder(tmp_path):
+    torch.manual_seed(0)
+    image = SmoothSAModel(tiny_config("cnn", "broadcast", video=False, use_preheater=False))
+    image.save_pretrained(tmp_path / "image")
+    torch.manual_seed(1)
+    video = SmoothSAModel(tiny_config("cnn", "broadcast", use_preheater=False))
+    transit_before = {k: v.clone() for k, v in video.state_dict().items() if "transit" in k}
+    ocl.train.start_from_encoder(video, str(tmp_path / "image"))
+    state = video.state_dict()
+    for key, value in image.state_dict().items():
+        assert torch.equal(state[key], value), key
+    for key, value in transit_before.items():
+        assert torch.equal(state[key], value), key
+    wider = SmoothSAModel(tiny_config("cnn", "broadcast", slot_dim=48, use_preheater=False))
+    with pytest.raises(ValueError, match="does not fit this model: .*32.*48"):
+        ocl.train.start_from_encoder(wider, str(tmp_path / "image"))
+    with pytest.raises(FileNotFoundError, match="holds no encoder"):
+        ocl.train.start_from_encoder(video, str(tmp_path / "missing"))
