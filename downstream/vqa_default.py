@@ -14,6 +14,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from downstream.extract import ExtractionConfig, extract_slots
+from downstream.extraction_plan import source_identity
 from tasks.clevrer_sim import SimConfig, generate_dataset
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -79,7 +80,8 @@ def prepare_default_data(prepare: PrepareConfig, accelerator: Accelerator) -> tu
     fingerprint = hashlib.sha256(json.dumps(sim.to_dict(), sort_keys=True).encode()).hexdigest()
     name = f"{prepare.videos}v-{prepare.frames}f-{prepare.size}px-{fingerprint[:8]}"
     clevrer_root = cache / f"clevrer-sim-{name}"
-    slots = cache / f"slots-{name}-stride{prepare.frame_stride}-{encoder.name}"
+    weights = source_identity(str(encoder))["weights_sha256"]  # new weights: new slots
+    slots = cache / f"slots-{name}-stride{prepare.frame_stride}-{encoder.name}-{weights[:8]}"
     if accelerator.is_main_process and not (clevrer_root / "questions" / "test.json").is_file():
         generate_dataset(sim, clevrer_root, workers=os.cpu_count() or 1)
     accelerator.wait_for_everyone()

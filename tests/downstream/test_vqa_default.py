@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from downstream.extraction_plan import source_identity
 from downstream.submission import validate_submission
 from downstream.vqa import DEFAULT_CONFIG, VqaConfig, parse_arguments, run_vqa
 from downstream.vqa_default import MissingPieceError, prepare_default_data
@@ -43,9 +44,16 @@ def test_the_default_pipeline_makes_its_data_once_and_trains(tmp_path, capsys):
     folders = sorted(path.name for path in (tmp_path / "cache").iterdir())
     sim_name = folders[0].removeprefix("clevrer-sim-")
     assert sim_name.startswith("12v-32f-64px-")  # and a fingerprint of every generator setting
-    assert folders == [f"clevrer-sim-{sim_name}", "datasets", f"slots-{sim_name}-stride4-encoder"]
+    weights = source_identity(str(tmp_path / "encoder"))["weights_sha256"][:8]
+    assert folders == [f"clevrer-sim-{sim_name}", "datasets",
+                       f"slots-{sim_name}-stride4-encoder-{weights}"]
     scenes = json.loads((tmp_path / "cache" / folders[0] / "questions" / "test.json").read_text())
     validate_submission(json.loads((tmp_path / "run" / "submission.json").read_text()), scenes)
     capsys.readouterr()
     run_vqa(load_config(VqaConfig, DEFAULT_CONFIG, [*overrides, "training.max_steps=4"]))
     assert "nothing to do" in capsys.readouterr().out  # the extraction was reused
+    torch.manual_seed(1)  # a new encoder in the same folder gets slots of its own
+    SmoothSAModel(tiny_encoder_config()).save_pretrained(tmp_path / "encoder")
+    run_vqa(load_config(VqaConfig, DEFAULT_CONFIG,
+                        [*overrides, f"training.output_dir={tmp_path / 'run2'}"]))
+    assert len(list((tmp_path / "cache").glob(f"slots-{sim_name}-stride4-encoder-*"))) == 2
