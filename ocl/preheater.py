@@ -19,7 +19,20 @@ def draw_noise(
     return torch.randn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
-class SharedGaussianQueries(nn.Module):
+class ColdStart(nn.Module):
+    """Queries that do not read the frame; `sample(batch_size, noise, generator)` gives them."""
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[None, torch.Tensor]:
+        """No initial queries to distil; the cold-start queries `[b,n,d]` for `tokens` `[b,p,c]`."""
+        return None, self.sample(tokens.shape[0], noise, generator)
+
+
+class SharedGaussianQueries(ColdStart):
     """Slot Attention's initialisation: every slot drawn from one learned Gaussian `[1,1,d]`.
 
     The noise is drawn in evaluation too, as in SmoothSA's shared Gaussian.
@@ -42,17 +55,8 @@ class SharedGaussianQueries(nn.Module):
             raise ValueError(f"noise must have shape {tuple(mean.shape)}, got {tuple(noise.shape)}")
         return mean + noise * self.logstd.exp()
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        noise: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> tuple[None, torch.Tensor]:
-        """No initial queries to distil; queries `[b,n,d]` straight from the Gaussian."""
-        return None, self.sample(tokens.shape[0], noise, generator)
 
-
-class LearnedQueries(nn.Module):
+class LearnedQueries(ColdStart):
     """BO-QSA's initialisation (Jia et al., 2023): one learned query per slot `[1,n,d]`, the same
     for every input and without noise, so slots differ from the start."""
 
@@ -61,14 +65,11 @@ class LearnedQueries(nn.Module):
         self.queries = nn.Parameter(torch.empty(1, num_slots, slot_dim))
         nn.init.xavier_uniform_(self.queries[0])
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        noise: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> tuple[None, torch.Tensor]:
-        """No initial queries to distil; the learned queries `[b,n,d]` (`noise` is unused)."""
-        return None, self.queries.expand(tokens.shape[0], -1, -1)
+    def sample(
+        self, batch_size: int, noise: torch.Tensor | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """The learned queries `[b,n,d]` (`noise` and `generator` are unused)."""
+        return self.queries.expand(batch_size, -1, -1)
 
 
 class Preheater(SharedGaussianQueries):
@@ -118,10 +119,8 @@ class Preheater(SharedGaussianQueries):
             initial_queries `[b,n,d]` (the distillation student) and the queries Slot Attention
             starts from `[b,n,d]`.
         """
-        if self.cold_start is None:
-            sample = self.sample(tokens.shape[0], noise, generator)
-        else:
-            _, sample = self.cold_start(tokens)
+        cold_start = self if self.cold_start is None else self.cold_start
+        sample = cold_start.sample(tokens.shape[0], noise, generator)
         if self.detach_flag:
             tokens = tokens.detach()
         initial_queries, _ = self.layer(sample, self.to_memory(tokens))
