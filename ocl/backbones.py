@@ -71,7 +71,8 @@ class CnnBackbone(nn.Module):
 
     `cnn_layers` 5x5 convolutions with ReLU, the first of stride `cnn_downsample`, then a soft
     position embedding; the encoder's projection (LayerNorm + MLP) follows, as in Slot Attention.
-    Pixels `[0,1]` are mapped to `[-1,1]`.
+    Pixels `[0,1]` are mapped to `[-1,1]`. With `cnn_pixel_shortcut`, each token's last 3
+    channels are its patch's mean pixel (in `[-1,1]`).
     """
 
     frozen = False
@@ -91,13 +92,19 @@ class CnnBackbone(nn.Module):
                 nn.ReLU(),
             ]
         self.network = nn.Sequential(*layers)
+        self.stride = stride
+        self.pixel_shortcut = config.cnn_pixel_shortcut
         self.grid = (height // stride, width // stride)
-        self.feature_dim = channels
-        self.position_embedding = SoftPositionEmbedding(channels, self.grid)
+        self.feature_dim = channels + 3 if self.pixel_shortcut else channels
+        self.position_embedding = SoftPositionEmbedding(self.feature_dim, self.grid)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """`[b,3,H,W]` in `[0,1]` -> `[b,c,h,w]`."""
-        features = rearrange(self.network(images * 2 - 1), "b c h w -> b h w c")
+        pixels = images * 2 - 1
+        features = self.network(pixels)
+        if self.pixel_shortcut:
+            features = torch.cat([features, F.avg_pool2d(pixels, self.stride)], dim=1)
+        features = rearrange(features, "b c h w -> b h w c")
         return rearrange(self.position_embedding(features), "b h w c -> b c h w")
 
 

@@ -24,6 +24,9 @@ class SmoothSAConfig(PretrainedConfig):
         pixel_mean, pixel_std: "dinov2" normalisation of `[0,1]` pixels (ImageNet).
         cnn_channels, cnn_layers, cnn_downsample: "cnn" width, number of 5x5 convolutions and
             total stride (1 or 2).
+        cnn_pixel_shortcut: "cnn" tokens also hold their patch's mean RGB beside the
+            convolutions' channels, so the slots can read an object's colour even where the
+            convolutions, trained for grouping, have dropped it.
         feature_dim: channels C of the backbone's feature map ("features" only; otherwise read
             from the backbone).
 
@@ -77,6 +80,7 @@ class SmoothSAConfig(PretrainedConfig):
     cnn_channels: int = 64
     cnn_layers: int = 4
     cnn_downsample: int = 2
+    cnn_pixel_shortcut: bool = False
     feature_dim: int | None = None
     num_slots: int = 7
     slot_dim: int = 256
@@ -115,6 +119,8 @@ class SmoothSAConfig(PretrainedConfig):
             )
         if self.backbone == "features" and not self.feature_dim:
             raise ValueError("backbone 'features' needs feature_dim, the input's channel count")
+        if self.cnn_pixel_shortcut and self.backbone != "cnn":
+            raise ValueError(f"cnn_pixel_shortcut needs backbone 'cnn', got {self.backbone!r}")
         if self.decoder == "broadcast" and self.backbone == "dinov2":
             raise ValueError("decoder 'broadcast' reconstructs pixels; use it with backbone 'cnn'")
         if self.broadcast_full_resolution_layers < 0:

@@ -438,3 +438,17 @@ def test_variance_preserving_init_keeps_the_cnn_features_scale():
     input_scale = images.pow(2).mean().sqrt().item()
     assert scales["pytorch"] < 0.1 * input_scale
     assert 0.3 * input_scale < scales["variance_preserving"] < 3 * input_scale
+
+
+def test_cnn_pixel_shortcut_appends_each_patchs_mean_pixel():
+    model = build("cnn", "broadcast", cnn_pixel_shortcut=True).eval()
+    channels = model.config.cnn_channels
+    assert model.backbone.feature_dim == channels + 3
+    images = inputs_for(model, 2)
+    position = model.backbone.position_embedding(torch.zeros(1, *model.grid, channels + 3))
+    features = model.backbone(images) - rearrange(position, "1 h w c -> 1 c h w")
+    patches = rearrange(images * 2 - 1, "b c (h p) (w q) -> b c h w (p q)", p=2, q=2).mean(-1)
+    torch.testing.assert_close(features[:, channels:], patches)
+    torch.testing.assert_close(features[:, :channels], model.backbone.network(images * 2 - 1))
+    with pytest.raises(ValueError, match="cnn_pixel_shortcut needs backbone 'cnn'"):
+        tiny_config("features", cnn_pixel_shortcut=True)
