@@ -33,8 +33,8 @@ DECODER_LAYER_NAMES = {
 # (official pattern, our name) for everything but the backbone; `{}` is the rest of the key.
 RENAMES = [
     (r"encode_project\.(\d)\.(.+)", "project.{}.{}"),
-    (r"initializ\.mean", "initializer.mean"),
-    (r"initializ\.logstd", "initializer.logstd"),
+    (r"initializ\.mean", "initializer.cold_start.mean"),
+    (r"initializ\.logstd", "initializer.cold_start.logstd"),
     (r"initializ\.logstd2", "initializer.logstd_queries"),
     (r"initializ\.detach_flag", "initializer.detach_flag"),
     (r"initializ\.qproj_kv\.(.+)", "initializer.to_memory.{}"),

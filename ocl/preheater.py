@@ -72,8 +72,8 @@ class LearnedQueries(ColdStart):
         return self.queries.expand(batch_size, -1, -1)
 
 
-class Preheater(SharedGaussianQueries):
-    """Preheated queries: a Gaussian sample refined by one decoder layer that reads the frame.
+class Preheater(nn.Module):
+    """Preheated queries: a cold-start sample refined by one decoder layer that reads the frame.
 
     The sample attends to the (projected) frame tokens first, then to itself, then an FFN:
     `initial_queries = Layer(sample, Linear(tokens))`. Training distils `initial_queries` towards
@@ -82,8 +82,8 @@ class Preheater(SharedGaussianQueries):
     second learned scale. While `detach_flag` is on (the first 10% of training), the tokens are
     detached so the distillation loss does not shape the encoder early on.
 
-    With `learned_cold_start` the layer refines BO-QSA's learned per-slot queries instead of
-    the shared Gaussian sample, so the slots differ before they read the frame.
+    The cold start is the shared Gaussian (the paper's) or, with `learned_cold_start`, BO-QSA's
+    learned per-slot queries, so the slots differ before they read the frame.
 
     Args:
         num_slots: n. slot_dim: d. token_dim: c. num_heads: heads of the decoder layer.
@@ -94,8 +94,11 @@ class Preheater(SharedGaussianQueries):
         self, num_slots: int, slot_dim: int, token_dim: int, num_heads: int = 4,
         learned_cold_start: bool = False,
     ):
-        super().__init__(num_slots, slot_dim)
-        self.cold_start = LearnedQueries(num_slots, slot_dim) if learned_cold_start else None
+        super().__init__()
+        self.cold_start: ColdStart = (
+            LearnedQueries(num_slots, slot_dim) if learned_cold_start
+            else SharedGaussianQueries(num_slots, slot_dim)
+        )
         self.to_memory = nn.Linear(token_dim, slot_dim)
         self.layer = PreNormDecoderLayer(
             slot_dim, num_heads, cross_attention_first=True, norm_before_cross=False
@@ -112,15 +115,14 @@ class Preheater(SharedGaussianQueries):
         """
         Args:
             tokens: projected frame tokens `[b,p,c]`.
-            noise: standard normal `[b,n,d]` for the Gaussian sample (drawn when None).
+            noise: standard normal `[b,n,d]` for a Gaussian cold start (drawn when None).
             generator: source of the noise when it is drawn.
 
         Returns:
             initial_queries `[b,n,d]` (the distillation student) and the queries Slot Attention
             starts from `[b,n,d]`.
         """
-        cold_start = self if self.cold_start is None else self.cold_start
-        sample = cold_start.sample(tokens.shape[0], noise, generator)
+        sample = self.cold_start.sample(tokens.shape[0], noise, generator)
         if self.detach_flag:
             tokens = tokens.detach()
         initial_queries, _ = self.layer(sample, self.to_memory(tokens))

@@ -197,6 +197,9 @@ def test_preheater_refines_the_learned_cold_start():
     assert not torch.allclose(first.initial_queries[0], first.initial_queries[1])  # reads frames
     first.initial_queries.sum().backward()
     assert model.initializer.cold_start.queries.grad.abs().sum() > 0
+    # It holds no shared Gaussian it would not use.
+    assert not any("mean" in name or name.endswith(".logstd")
+                   for name, _ in model.initializer.named_parameters())
 
 
 def test_transit_draws_random_window_frames_only_in_training():
