@@ -7,8 +7,12 @@ Every probe first standardises its input with the training slots' mean and stand
 (`Standardize`, fixed buffers): an affine map the first layer could learn, kept so that encoders
 whose slots differ in scale are compared on equal optimisation footing.
 
-Training (`fit_probe`) is full-data minibatch AdamW for a fixed number of epochs on slots that
-sit in memory (thousands of matched slots): seeded, so a run repeats exactly. The shared
+Training (`fit_probe`) runs on slots that sit in memory (thousands of matched slots) and is
+seeded, so a run repeats exactly. A linear probe is a convex problem (logistic or least-squares
+regression with a small L2 penalty) and is solved to convergence by full-batch L-BFGS; the MLP
+probes train by minibatch AdamW for a fixed number of steps, whatever the number of slots (a
+budget in epochs starves small sets: 100 epochs of 367 slots, 200 steps, left a linear colour
+probe at 33% where the converged one reaches 73%). The shared
 accelerate loop (`downstream/head_training.py`) is for heads over datasets; a probe is a few
 thousand parameters on an in-memory tensor, and a table trains dozens of them.
 
@@ -17,7 +21,6 @@ Axes: m matched slots, d slot channels, c classes, k outputs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,10 +38,12 @@ PROBE_KINDS: tuple[str, ...] = ("linear", "mlp")
 class ProbeTrainingConfig:
     """How every probe is trained.
 
-    epochs: passes over the training slots.
-    batch_size: slots per optimiser step.
+    steps: AdamW steps of an MLP probe (minibatches from reshuffled passes over the slots).
+    batch_size: slots per AdamW step.
     learning_rate, weight_decay: AdamW (decay on matrices only); the rate follows a cosine
         from `learning_rate` down to 1% of it, with a 5% linear warm-up.
+    linear_penalty: L2 penalty of a linear probe, `penalty * |W|^2` added to its mean loss.
+    linear_iterations: most L-BFGS iterations of a linear probe.
     dropout: of the MLP probes (the paper: 0.1).
     box_loss_weight: weight of the L1 box loss beside the class cross-entropy (the paper: 1).
     box_format: the 4 box numbers the object probe predicts, normalised to the image:
@@ -46,22 +51,24 @@ class ProbeTrainingConfig:
     seed: seeds each probe's initialisation, its dropout and the order of its minibatches.
     """
 
-    epochs: int = 100
+    steps: int = 3000
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     weight_decay: float = 0.01
+    linear_penalty: float = 1e-4
+    linear_iterations: int = 500
     dropout: float = 0.1
     box_loss_weight: float = 1.0
     box_format: str = "xywh"
     seed: int = 0
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, "
-                             f"{self.batch_size}")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1:
-            raise ValueError(f"need learning_rate > 0, weight_decay >= 0, dropout in [0, 1): "
-                             f"{self}")
+        if self.steps < 1 or self.batch_size < 1 or self.linear_iterations < 1:
+            raise ValueError(f"steps, batch_size and linear_iterations must be >= 1: {self}")
+        if (self.learning_rate <= 0 or self.weight_decay < 0 or self.linear_penalty < 0
+                or not 0 <= self.dropout < 1):
+            raise ValueError(f"need learning_rate > 0, weight_decay >= 0, linear_penalty >= 0, "
+                             f"dropout in [0, 1): {self}")
         if self.box_format not in BOX_FORMATS:
             raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {self.box_format!r}")
 
@@ -133,6 +140,7 @@ class AttributeProbe(nn.Module):
         super().__init__()
         if kind not in PROBE_KINDS:
             raise ValueError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}")
+        self.kind = kind
         self.standardize = standardize
         slot_dim = standardize.mean.shape[0]
         self.body = (nn.Linear(slot_dim, num_outputs) if kind == "linear"
@@ -151,7 +159,7 @@ def fit_probe(
     config: ProbeTrainingConfig,
 ) -> nn.Module:
     """Trains `probe` on `inputs` `[m,d]` to minimise `loss(probe(x), *targets)` and returns it
-    in eval mode. Each epoch visits every row once, in an order seeded by `config.seed`."""
+    in eval mode: a linear `AttributeProbe` by L-BFGS to convergence, any other by AdamW."""
     if len(inputs) == 0:
         raise ValueError("no examples to train the probe on")
     if any(len(target) != len(inputs) for target in targets):
@@ -163,16 +171,37 @@ def fit_probe(
         # 2-core machine, 210 steps took 0.4 s on one thread and 12 s on two)
         torch.set_num_threads(1)
     try:
+        if isinstance(probe, AttributeProbe) and probe.kind == "linear":
+            return _solve_linear(probe, inputs, targets, loss, config)
         return _fit(probe, inputs, targets, loss, config)
     finally:
         torch.set_num_threads(threads)
+
+
+def _solve_linear(probe: AttributeProbe, inputs: torch.Tensor,
+                  targets: tuple[torch.Tensor, ...], loss: Callable[..., torch.Tensor],
+                  config: ProbeTrainingConfig) -> AttributeProbe:
+    """Full-batch L-BFGS on the mean loss plus `linear_penalty * |W|^2`."""
+    weight = probe.body.weight
+    optimizer = torch.optim.LBFGS(
+        probe.body.parameters(), lr=1.0, max_iter=config.linear_iterations, history_size=20,
+        tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe",
+    )
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss(probe(inputs), *targets) + config.linear_penalty * weight.square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(objective)
+    return probe.eval()
 
 
 def _fit(probe: nn.Module, inputs: torch.Tensor, targets: tuple[torch.Tensor, ...],
          loss: Callable[..., torch.Tensor], config: ProbeTrainingConfig) -> nn.Module:
     torch.manual_seed(config.seed)  # dropout
     order_generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(inputs) / config.batch_size)
     decay, no_decay = split_weight_decay(probe)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay},
@@ -180,15 +209,17 @@ def _fit(probe: nn.Module, inputs: torch.Tensor, targets: tuple[torch.Tensor, ..
         lr=config.learning_rate,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.epochs * steps_per_epoch, 0.05, 0.01)
+        optimizer, warmup_cosine(config.steps, 0.05, 0.01)
     )
     probe.train()
-    for _ in range(config.epochs):
+    step = 0
+    while step < config.steps:
         order = torch.randperm(len(inputs), generator=order_generator).to(inputs.device)
-        for rows in order.split(config.batch_size):
+        for rows in order.split(config.batch_size)[:config.steps - step]:
             value = loss(probe(inputs[rows]), *(target[rows] for target in targets))
             optimizer.zero_grad()
             value.backward()
             optimizer.step()
             schedule.step()
+            step += 1
     return probe.eval()

@@ -75,7 +75,9 @@ def test_stored_slots_give_the_same_table_as_the_encoder(setting):
     stored = main(arguments(setting, "stored", f"[{{name: tiny, path: {folder}}}]",
                             "data.source=slot_dataset"))
     direct = main(arguments(setting, "direct", f"[{{name: tiny, path: {setting / 'smoothsa'}}}]"))
-    assert stored["tiny"] == pytest.approx(direct["tiny"], nan_ok=True)
+    # The stored slots equal the encoder's up to float rounding, which the probes' optimisers
+    # carry into the 5th digit at most.
+    assert stored["tiny"] == pytest.approx(direct["tiny"], rel=1e-4, nan_ok=True)
 
 
 def test_random_init_is_seeded_and_differs_from_the_trained_weights(setting):

@@ -14,6 +14,7 @@ from downstream.probes import (
     ObjectProbe,
     ProbeTrainingConfig,
     Standardize,
+    fit_probe,
     object_probe_loss,
 )
 
@@ -21,7 +22,7 @@ SPECS = (
     AttributeSpec("class", "category", ("a", "b", "c", "d")),
     AttributeSpec("position", "continuous", ("x", "y")),
 )
-TRAINING = ProbeTrainingConfig(epochs=30, batch_size=64, learning_rate=3e-3)
+TRAINING = ProbeTrainingConfig(steps=200, batch_size=64, learning_rate=3e-3)
 
 
 def test_top_k_accuracy_on_hand_made_logits():
@@ -124,8 +125,25 @@ def test_probes_are_deterministic_and_skip_unknown_labels():
     train, evaluation = separable(200, 0), separable(100, 1)
     train.attributes["class"][:50] = -1
     evaluation.attributes["position"][:10] = math.nan
-    config = ProbeTrainingConfig(epochs=5, batch_size=64)
+    config = ProbeTrainingConfig(steps=20, batch_size=64)
     first = run_probes(train, evaluation, "class", ["position"], config)
     assert first == run_probes(train, evaluation, "class", ["position"], config)
     assert not any(math.isnan(value) for value in first.values())
     assert "class/linear/accuracy" not in first  # only the attributes asked for
+
+
+def test_linear_probe_is_solved_to_the_ridge_optimum():
+    generator = torch.Generator().manual_seed(0)
+    slots = torch.randn(300, 8, generator=generator) * 3 + 1
+    weights = torch.randn(8, 2, generator=generator)
+    targets = slots @ weights + torch.randn(300, 2, generator=generator)
+    config = ProbeTrainingConfig(linear_penalty=0.05)
+    probe = AttributeProbe(Standardize.fit(slots), 2, "linear")
+    fit_probe(probe, slots, (targets,), torch.nn.functional.mse_loss, config)
+    # mean((XW + b - Y)^2) + penalty |W|^2 over standardised X: ridge with an unpenalised bias
+    x = probe.standardize(slots)
+    x, y = x - x.mean(0), targets - targets.mean(0)
+    scale = 1 / y.numel()
+    ridge = torch.linalg.solve(scale * x.T @ x + config.linear_penalty * torch.eye(8),
+                               scale * x.T @ y)
+    torch.testing.assert_close(probe.body.weight.detach().T, ridge, rtol=1e-3, atol=1e-4)
