@@ -108,11 +108,17 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
 
 def start_from_encoder(model: SmoothSAModel, folder: str) -> None:
     """Copies into `model` every parameter of the encoder in `folder` that it also has; raises
-    ValueError when a shared parameter's shape differs or nothing is shared."""
+    ValueError when a shared parameter's shape differs or nothing is shared. A cold start
+    without a preheater (`initializer.*`) seeds the cold start of a preheater
+    (`initializer.cold_start.*`)."""
     if not (Path(folder) / "config.json").is_file():
         raise FileNotFoundError(f"initial_weights: {folder} holds no encoder (config.json)")
     source = SmoothSAModel.from_pretrained(folder).state_dict()
     target = model.state_dict()
+    for key in [key for key in source if key.startswith("initializer.")]:
+        preheated = key.replace("initializer.", "initializer.cold_start.", 1)
+        if key not in target and preheated in target:
+            source[preheated] = source.pop(key)
     shared = sorted(source.keys() & target.keys())
     mismatched = [f"{key} {tuple(source[key].shape)} vs {tuple(target[key].shape)}"
                   for key in shared if source[key].shape != target[key].shape]

@@ -190,3 +190,14 @@ def test_a_video_run_starts_from_an_image_encoder(tmp_path):
         ocl.train.start_from_encoder(wider, str(tmp_path / "image"))
     with pytest.raises(FileNotFoundError, match="holds no encoder"):
         ocl.train.start_from_encoder(video, str(tmp_path / "missing"))
+
+
+def test_a_preheater_starts_from_the_learned_queries_of_an_encoder_without_one(tmp_path):
+    torch.manual_seed(0)
+    plain = SmoothSAModel(tiny_config("cnn", "broadcast", use_preheater=False,
+                                      cold_start="learned"))
+    plain.save_pretrained(tmp_path / "plain")
+    torch.manual_seed(1)
+    preheated = SmoothSAModel(tiny_config("cnn", "broadcast", cold_start="learned"))
+    ocl.train.start_from_encoder(preheated, str(tmp_path / "plain"))
+    assert torch.equal(preheated.initializer.cold_start.queries, plain.initializer.queries)
