@@ -55,7 +55,8 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     return L.Trainer(
-        max_steps=config.optim.max_steps,
+        max_steps=min(trainer_config.stop_at_step or config.optim.max_steps,
+                      config.optim.max_steps),
         accelerator=trainer_config.accelerator,
         devices=1,
         precision=precision,

@@ -85,6 +85,8 @@ class TrainerConfig:
     precision: Lightning precision; "auto" is bf16-mixed on a GPU and 32-true on CPU.
     accelerator: "auto", "cpu" or "gpu".
     segmentation_from: masks scored against the ground truth: "decoder" or "slot_attention".
+    stop_at_step: end the run after this step, before the schedule of optim.max_steps has run
+        out (0: at optim.max_steps); the learning rate follows the full schedule until then.
     """
 
     output_dir: str = "runs/encoder"
@@ -95,8 +97,11 @@ class TrainerConfig:
     precision: str = "auto"
     accelerator: str = "auto"
     segmentation_from: str = "decoder"
+    stop_at_step: int = 0
 
     def __post_init__(self):
+        if self.stop_at_step < 0:
+            raise ValueError(f"trainer.stop_at_step must be >= 0, got {self.stop_at_step}")
         if self.checkpoint_every < 1 or self.validation_every % self.checkpoint_every:
             raise ValueError(
                 f"trainer.validation_every ({self.validation_every}) must be a multiple of "

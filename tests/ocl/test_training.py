@@ -201,3 +201,30 @@ def test_a_preheater_starts_from_the_learned_queries_of_an_encoder_without_one(t
     preheated = SmoothSAModel(tiny_config("cnn", "broadcast", cold_start="learned"))
     ocl.train.start_from_encoder(preheated, str(tmp_path / "plain"))
     assert torch.equal(preheated.initializer.cold_start.queries, plain.initializer.queries)
+
+
+def test_stop_at_step_cuts_a_run_short_of_its_schedule(clevrer_root, tmp_path, monkeypatch):
+    at_step_8 = {}
+
+    class Capture(ocl.train.L.Callback):
+        def on_train_batch_end(self, trainer, module, *args):
+            if trainer.global_step == 8:
+                at_step_8.update({k: v.clone() for k, v in module.model.state_dict().items()})
+
+    build = ocl.train.build_trainer
+
+    def capturing_trainer(config, output):
+        trainer = build(config, output)
+        trainer.callbacks.append(Capture())
+        return trainer
+
+    monkeypatch.setattr(ocl.train, "build_trainer", capturing_trainer)
+    ocl.train.train(training_config(clevrer_root, tmp_path / "whole"))  # 12 steps
+    monkeypatch.setattr(ocl.train, "build_trainer", build)
+    config = training_config(clevrer_root, tmp_path / "stopped")
+    config.trainer.stop_at_step = 8
+    ocl.train.train(config)
+    assert len(logged_losses(tmp_path / "stopped")) == 8
+    stopped = load_file(tmp_path / "stopped" / "encoder" / "model.safetensors")
+    for key, value in stopped.items():
+        torch.testing.assert_close(value, at_step_8[key], rtol=0, atol=0, msg=key)
