@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, DiscoveryScores]:
     parser.add_argument("--out", default=None, help="write the table here as JSON")
     args = parser.parse_args(argv)
 
-    encoders = {Path(path).parent.name or path: SmoothSAModel.from_pretrained(path)
-                for path in args.encoders}
+    encoders = {name: SmoothSAModel.from_pretrained(path)
+                for name, path in zip(encoder_names(args.encoders), args.encoders, strict=True)}
     if args.untrained:
         for name, model in list(encoders.items()):
             torch.manual_seed(0)
@@ -116,6 +116,16 @@ def main(argv: list[str] | None = None) -> dict[str, DiscoveryScores]:
         temporary.write_text(json.dumps({k: vars(v) for k, v in scores.items()}, indent=2))
         os.replace(temporary, args.out)
     return scores
+
+
+def encoder_names(paths: list[str]) -> list[str]:
+    """A run's name for its exported `RUN/encoder`, a folder's own name otherwise; the paths
+    themselves where those names repeat."""
+    names = [Path(path).parent.name if Path(path).name == "encoder" else Path(path).name
+             for path in paths]
+    if len(set(names)) < len(names) or not all(names):
+        return list(paths)
+    return names
 
 
 if __name__ == "__main__":

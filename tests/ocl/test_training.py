@@ -228,3 +228,11 @@ def test_stop_at_step_cuts_a_run_short_of_its_schedule(clevrer_root, tmp_path, m
     stopped = load_file(tmp_path / "stopped" / "encoder" / "model.safetensors")
     for key, value in stopped.items():
         torch.testing.assert_close(value, at_step_8[key], rtol=0, atol=0, msg=key)
+
+
+def test_evaluated_encoders_keep_apart_in_the_table():
+    from ocl.evaluate import encoder_names
+
+    assert encoder_names(["runs/a/encoder", "runs/b/encoder500"]) == ["a", "encoder500"]
+    assert encoder_names(["runs/a/step500", "runs/b/step500"]) == ["runs/a/step500",
+                                                                   "runs/b/step500"]
