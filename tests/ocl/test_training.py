@@ -1,6 +1,7 @@
 """Encoder training with Lightning on a tiny generated CLEVRER-layout set."""
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,21 @@ def training_config(root: Path, output: Path, **optim) -> EncoderTrainingConfig:
     )
 
 
+@contextmanager
+def trainers_with(monkeypatch, callback: ocl.train.L.Callback):
+    """Inside the block, every trainer `ocl.train` builds also runs `callback`."""
+    build = ocl.train.build_trainer
+
+    def build_with_callback(config, output):
+        trainer = build(config, output)
+        trainer.callbacks.append(callback)
+        return trainer
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ocl.train, "build_trainer", build_with_callback)
+        yield
+
+
 def logged_losses(output: Path) -> list[float]:
     with open(output / "csv" / "metrics.csv") as rows:
         return [float(row["train/loss"]) for row in csv.DictReader(rows) if row["train/loss"]]
@@ -79,18 +95,9 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(clevrer_root,
             if trainer.global_step == 5:
                 raise Crash
 
-    build = ocl.train.build_trainer
-
-    def crashing_trainer(config, output):
-        trainer = build(config, output)
-        trainer.callbacks.append(CrashAfterStep())
-        return trainer
-
-    monkeypatch.setattr(ocl.train, "build_trainer", crashing_trainer)
-    with pytest.raises(Crash):
+    with pytest.raises(Crash), trainers_with(monkeypatch, CrashAfterStep()):
         ocl.train.train(training_config(clevrer_root, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_file()
-    monkeypatch.setattr(ocl.train, "build_trainer", build)
     ocl.train.train(training_config(clevrer_root, tmp_path / "resumed"))
     whole = load_file(tmp_path / "whole" / "encoder" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "encoder" / "model.safetensors")
@@ -211,16 +218,8 @@ def test_stop_at_step_cuts_a_run_short_of_its_schedule(clevrer_root, tmp_path, m
             if trainer.global_step == 8:
                 at_step_8.update({k: v.clone() for k, v in module.model.state_dict().items()})
 
-    build = ocl.train.build_trainer
-
-    def capturing_trainer(config, output):
-        trainer = build(config, output)
-        trainer.callbacks.append(Capture())
-        return trainer
-
-    monkeypatch.setattr(ocl.train, "build_trainer", capturing_trainer)
-    ocl.train.train(training_config(clevrer_root, tmp_path / "whole"))  # 12 steps
-    monkeypatch.setattr(ocl.train, "build_trainer", build)
+    with trainers_with(monkeypatch, Capture()):
+        ocl.train.train(training_config(clevrer_root, tmp_path / "whole"))  # 12 steps
     config = training_config(clevrer_root, tmp_path / "stopped")
     config.trainer.stop_at_step = 8
     ocl.train.train(config)
