@@ -12,7 +12,7 @@ seeded, so a run repeats exactly. A linear probe is a convex problem (logistic o
 regression with a small L2 penalty) and is solved to convergence by full-batch L-BFGS; the MLP
 probes train by minibatch AdamW for a fixed number of steps, whatever the number of slots (a
 budget in epochs starves small sets: 100 epochs of 367 slots, 200 steps, left a linear colour
-probe at 33% where the converged one reaches 73%). The shared
+probe at 33% where the converged one reaches 75%). The shared
 accelerate loop (`downstream/head_training.py`) is for heads over datasets; a probe is a few
 thousand parameters on an in-memory tensor, and a table trains dozens of them.
 
