@@ -96,15 +96,12 @@ class SmoothSAModel(PreTrainedModel):
             nn.GELU(),
             nn.Linear(feature_dim, feature_dim),
         )
-        if config.use_preheater:
-            self.initializer = Preheater(
-                config.num_slots, config.slot_dim, feature_dim, config.preheater_heads,
-                learned_cold_start=config.cold_start == "learned",
-            )
-        elif config.cold_start == "learned":
-            self.initializer = LearnedQueries(config.num_slots, config.slot_dim)
-        else:
-            self.initializer = SharedGaussianQueries(config.num_slots, config.slot_dim)
+        queries = LearnedQueries if config.cold_start == "learned" else SharedGaussianQueries
+        cold_start = queries(config.num_slots, config.slot_dim)
+        self.initializer = (
+            Preheater(cold_start, config.slot_dim, feature_dim, config.preheater_heads)
+            if config.use_preheater else cold_start
+        )
         self.slot_attention = SlotAttention(
             feature_dim, config.slot_dim, config.num_iterations,
             truncate=config.iteration_gradients == "last",

@@ -82,23 +82,17 @@ class Preheater(nn.Module):
     second learned scale. While `detach_flag` is on (the first 10% of training), the tokens are
     detached so the distillation loss does not shape the encoder early on.
 
-    The cold start is the shared Gaussian (the paper's) or, with `learned_cold_start`, BO-QSA's
-    learned per-slot queries, so the slots differ before they read the frame.
+    The cold start is the shared Gaussian (the paper's) or BO-QSA's learned per-slot queries, with
+    which the slots differ before they read the frame.
 
     Args:
-        num_slots: n. slot_dim: d. token_dim: c. num_heads: heads of the decoder layer.
-        learned_cold_start: refine learned per-slot queries rather than a Gaussian sample.
+        cold_start: gives the sample `[b,n,d]` the layer refines.
+        slot_dim: d. token_dim: c. num_heads: heads of the decoder layer.
     """
 
-    def __init__(
-        self, num_slots: int, slot_dim: int, token_dim: int, num_heads: int = 4,
-        learned_cold_start: bool = False,
-    ):
+    def __init__(self, cold_start: ColdStart, slot_dim: int, token_dim: int, num_heads: int = 4):
         super().__init__()
-        self.cold_start: ColdStart = (
-            LearnedQueries(num_slots, slot_dim) if learned_cold_start
-            else SharedGaussianQueries(num_slots, slot_dim)
-        )
+        self.cold_start = cold_start
         self.to_memory = nn.Linear(token_dim, slot_dim)
         self.layer = PreNormDecoderLayer(
             slot_dim, num_heads, cross_attention_first=True, norm_before_cross=False
