@@ -18,7 +18,10 @@ of the frozen encoder's decoder reconstruction from the predicted slots against 
 decoder reconstructs in the encoder's training: the frame's pixels for a pixel (broadcast)
 decoder, the frozen backbone's features of the frame for a feature decoder. That loss needs
 `data.encoder` and `data.videos` (the CLEVRER-layout videos the slots were extracted from, at
-the slots' frame stride), and runs the backbone on every target frame of every step.
+the slots' frame stride). It decodes every predicted frame, or `loss.reconstruction_frames`
+of them drawn at random per window: decoding costs far more than the world model, so fewer
+frames make a step several times cheaper on a CPU. `training.initial_weights` starts a run from
+a trained world model, e.g. one trained on the slot MSE alone, fine-tuned with the reconstruction.
 Training runs on the shared head loop (`downstream/head_training.py`): checkpoints, resume,
 TensorBoard, the model in `training.output_dir/model`, `metrics.json`.
 
@@ -97,11 +100,15 @@ class LossSection:
 
     rollout_steps: int = 10  # frames rolled out (and scored) after the window
     reconstruction_weight: float = 0.0  # decoder reconstruction loss (needs encoder and videos)
+    reconstruction_frames: int = 0  # predicted frames decoded per window (0: all rollout_steps)
 
     def __post_init__(self):
         if self.rollout_steps < 1 or self.reconstruction_weight < 0:
             raise ValueError(f"loss.rollout_steps must be >= 1 and reconstruction_weight >= 0: "
                              f"{self}")
+        if not 0 <= self.reconstruction_frames <= self.rollout_steps:
+            raise ValueError(f"loss.reconstruction_frames must be in [0, rollout_steps "
+                             f"{self.rollout_steps}], got {self.reconstruction_frames}")
 
 
 @dataclass
@@ -189,20 +196,28 @@ class DynamicsTask:
 
     encoder: the frozen encoder, for the reconstruction loss only (batches then carry
     `frames` `[b,window+steps,3,H,W]` uint8).
+    reconstruction_frames: predicted frames of each window that the reconstruction loss
+    decodes, drawn at random (0: all).
     """
 
     window: int
     rollout_steps: int
     reconstruction_weight: float = 0.0
     encoder: SmoothSAModel | None = None
+    reconstruction_frames: int = 0
 
     def training_loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
         predicted, target = self.roll_out(model, batch["slots"])
         losses = {"slot_mse": F.mse_loss(predicted, target)}
         loss = losses["slot_mse"]
         if self.reconstruction_weight > 0:
+            frames = batch["frames"][:, self.window:]
+            if self.reconstruction_frames:
+                picked = random_frames(len(frames), self.rollout_steps,
+                                       self.reconstruction_frames, frames.device)
+                predicted, frames = take_frames(predicted, picked), take_frames(frames, picked)
             _, reconstruction = self.encoder.decode_slots(predicted)
-            target = reconstruction_target(self.encoder, batch["frames"][:, self.window:])
+            target = reconstruction_target(self.encoder, frames)
             losses["reconstruction"] = F.mse_loss(reconstruction, target)
             loss = loss + self.reconstruction_weight * losses["reconstruction"]
         losses["loss"] = loss
@@ -228,6 +243,17 @@ class DynamicsTask:
         of those frames, each `[b,steps,n,d]` (through `forward`, so wrapped models work)."""
         predicted = model(slots[:, :self.window], steps=self.rollout_steps).slots
         return predicted, slots[:, self.window:]
+
+
+def random_frames(batch: int, steps: int, count: int, device: torch.device) -> torch.Tensor:
+    """`[b,count]` distinct frame indices in [0, steps) per window, in order, from torch's
+    global generator (reseeded every training step)."""
+    return torch.rand(batch, steps, device=device).argsort(dim=1)[:, :count].sort(dim=1).values
+
+
+def take_frames(values: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    """`values[i, picked[i]]`: `[b,t,...]` and `[b,k]` -> `[b,k,...]`."""
+    return values[torch.arange(len(values), device=values.device)[:, None], picked]
 
 
 def reconstruction_target(encoder: SmoothSAModel, frames: torch.Tensor) -> torch.Tensor:
@@ -286,7 +312,8 @@ def train(config: DynamicsConfig) -> dict[str, float]:
         write_text_atomically(Path(config.training.output_dir) / "dynamics.yaml",
                               config_to_yaml(config))
     task = DynamicsTask(config.model.window, config.loss.rollout_steps,
-                        config.loss.reconstruction_weight, encoder)
+                        config.loss.reconstruction_weight, encoder,
+                        config.loss.reconstruction_frames)
     inputs = run_inputs(data, {"train_slots": data.train_slots,
                                "evaluation_slots": data.evaluation_slots,
                                "encoder": data.encoder if with_frames else ""})

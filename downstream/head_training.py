@@ -19,6 +19,7 @@ evaluates samples i, i + P, i + 2P, ... exactly once, for metrics whose states s
 wait in a collective of the model's wrapper.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import DataLoaderShard
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
@@ -61,6 +63,9 @@ class HeadTrainingConfig:
     tracker: "tensorboard" or "none".
     num_workers: data-loading processes per training process.
     evaluation_batch_size: samples per process per evaluation batch.
+    initial_weights: a saved head of the same architecture (a run's `model` folder) whose
+        weights the run starts from instead of a fresh initialisation; a resumed run takes its
+        checkpoint's.
     """
 
     output_dir: str = "runs/head"
@@ -81,6 +86,7 @@ class HeadTrainingConfig:
     tracker: str = "tensorboard"
     num_workers: int = 0
     evaluation_batch_size: int = 64
+    initial_weights: str = ""
 
     def __post_init__(self):
         if self.max_steps < 1 or self.batch_size < 1 or self.gradient_accumulation < 1:
@@ -180,6 +186,9 @@ def train_head(
             f"({accelerator.num_processes}) x gradient_accumulation "
             f"({config.gradient_accumulation})"
         )
+    if config.initial_weights:
+        inputs = {**(inputs or {}),
+                  "initial_weights": load_initial_weights(model, config.initial_weights)}
     decay, no_decay = split_weight_decay(model)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay},
@@ -343,6 +352,22 @@ def check_run_inputs(accelerator: Accelerator, output: Path, inputs: Mapping) ->
         output.mkdir(parents=True, exist_ok=True)
         write_json_atomically(path, current)
     accelerator.wait_for_everyone()
+
+
+def load_initial_weights(model: PreTrainedModel, folder: str) -> dict[str, str]:
+    """Loads `folder/model.safetensors` into `model` (every tensor, same shapes); returns what
+    identifies them for `check_run_inputs`: the folder and a hash of the file."""
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise BadInputError(f"training.initial_weights {folder}: no model.safetensors there "
+                            "(give the `model` folder of an earlier run)")
+    try:
+        model.load_state_dict(load_file(path), strict=True)
+    except RuntimeError as error:
+        raise BadInputError(f"training.initial_weights {folder} do not fit this model: "
+                            f"{error}") from error
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return {"folder": str(folder), "weights_hash": digest}
 
 
 def resume(accelerator: Accelerator, folder: Path) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -185,12 +186,41 @@ def test_reconstruction_loss_trains_through_the_frozen_decoder(decoder):
     assert all(parameter.grad is None for parameter in encoder.parameters())
 
 
+def test_reconstruction_of_some_frames_decodes_those_frames_only():
+    torch.manual_seed(0)
+    encoder = SmoothSAModel(tiny_config("cnn", "broadcast")).eval().requires_grad_(False)
+    model = tiny_world_model(slot_dim=32, window=2).train()
+    batch = {"slots": torch.randn(3, 6, 4, 32),
+             "frames": torch.randint(0, 256, (3, 6, 3, 32, 32), dtype=torch.uint8)}
+    decoded = []
+    original = encoder.decode_slots
+
+    def recording(slots, *args):
+        decoded.append(slots)
+        return original(slots, *args)
+
+    encoder.decode_slots = recording
+    torch.manual_seed(1)
+    losses = DynamicsTask(2, 4, 1.0, encoder, reconstruction_frames=2).training_loss(model, batch)
+    torch.manual_seed(1)
+    picked = torch.rand(3, 4).argsort(dim=1)[:, :2].sort(dim=1).values
+    predicted = model(batch["slots"][:, :2], steps=4).slots
+    chosen = predicted[torch.arange(3)[:, None], picked]
+    torch.testing.assert_close(decoded[0], chosen)
+    _, reconstruction = original(chosen)
+    pixels = batch["frames"][:, 2:][torch.arange(3)[:, None], picked].float() / 255
+    torch.testing.assert_close(losses["reconstruction"], F.mse_loss(reconstruction, pixels))
+    torch.testing.assert_close(losses["slot_mse"], F.mse_loss(predicted, batch["slots"][:, 2:]))
+
+
 def test_shipped_configs_load_and_bad_ones_are_refused():
     for path in sorted(CONFIGS.glob("*.yaml")):
         config = load_config(DynamicsConfig, path)
         WorldModelConfig(slot_dim=8, **vars(config.model))
     with pytest.raises(ValueError, match="needs data.encoder and data.videos"):
         load_config(DynamicsConfig, TINY, ["loss.reconstruction_weight=1.0"])
+    with pytest.raises(ValueError, match="reconstruction_frames must be in"):
+        load_config(DynamicsConfig, TINY, ["loss.reconstruction_frames=4"])
     with pytest.raises(ValueError, match="remove_slot or rollout.remove_object_id, not both"):
         load_config(DynamicsConfig, TINY, ["rollout.remove_slot=1", "rollout.remove_object_id=2"])
 

@@ -13,6 +13,7 @@ from downstream.head_training import (
     build_accelerator,
     train_head,
 )
+from tasks.bad_input import BadInputError
 
 
 class LineConfig(PretrainedConfig):
@@ -55,10 +56,9 @@ def data():
 
 
 def run(tmp_path, name, **fields):
-    config = HeadTrainingConfig(
-        output_dir=str(tmp_path / name), max_steps=40, batch_size=8, learning_rate=0.2,
-        weight_decay=0.0, tracker="none", checkpoint_every=10, **fields,
-    )
+    settings = dict(max_steps=40, batch_size=8, learning_rate=0.2, weight_decay=0.0,
+                    tracker="none", checkpoint_every=10)
+    config = HeadTrainingConfig(output_dir=str(tmp_path / name), **{**settings, **fields})
     torch.manual_seed(config.seed)
     model = Line(LineConfig())
     accelerator = build_accelerator(config, name)
@@ -101,6 +101,23 @@ def test_resume_after_a_crash_gives_the_same_weights(tmp_path, monkeypatch):
     run(tmp_path, "interrupted")
     for key, value in weights(tmp_path / "whole").items():
         assert torch.equal(value, weights(tmp_path / "interrupted")[key]), key
+
+
+def test_a_run_starts_from_initial_weights_and_refuses_ones_that_do_not_fit(tmp_path):
+    run(tmp_path, "first")
+    first = tmp_path / "first" / "model"
+    metrics = run(tmp_path, "continued", max_steps=1, learning_rate=1e-6,
+                  initial_weights=str(first))
+    assert metrics["mse"] < 0.2  # one tiny step from the trained weights, not from scratch
+    inputs = json.loads((tmp_path / "continued" / "run_inputs.json").read_text())
+    assert inputs["initial_weights"]["folder"] == str(first)
+    assert len(inputs["initial_weights"]["weights_hash"]) == 16
+    with pytest.raises(BadInputError, match="no model.safetensors there"):
+        run(tmp_path, "missing", initial_weights=str(tmp_path / "nowhere"))
+    wider = Line(LineConfig(width=4))
+    wider.save_pretrained(tmp_path / "wider")
+    with pytest.raises(BadInputError, match="do not fit this model"):
+        run(tmp_path, "mismatched", initial_weights=str(tmp_path / "wider"))
 
 
 def test_step_sampler_is_a_function_of_seed_and_step():
