@@ -37,6 +37,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -53,11 +54,13 @@ from downstream.head_training import (
     write_json_atomically,
 )
 from downstream.rollout_dataset import slots_of_object, write_rollout_dataset
+from downstream.slot_encoding import load_frozen_encoder
 from downstream.slot_windows import SlotWindows, load_videos_for_slots
 from downstream.world_model import WorldModel, WorldModelConfig
 from ocl.config_loading import config_to_yaml, load_config
 from ocl.modeling import SmoothSAModel
-from tasks.slots import SlotSpec, load_slots, slot_spec
+from tasks.bad_input import BadInputError
+from tasks.slots import SlotSpec, load_slots, slot_provenance, slot_spec
 
 COMMANDS = ("train", "rollout", "evaluate")
 
@@ -267,13 +270,18 @@ def reconstruction_target(encoder: SmoothSAModel, frames: torch.Tensor) -> torch
     return rearrange(features, "(b t) ... -> b t ...", b=frames.shape[0])
 
 
-def load_frozen_encoder(path: str, spec: SlotSpec) -> SmoothSAModel:
-    """The encoder at `path`, in eval mode without gradients; its slots must fit the data's."""
-    encoder = SmoothSAModel.from_pretrained(path).eval().requires_grad_(False)
-    sizes = (encoder.config.num_slots, encoder.config.slot_dim)
-    if sizes != (spec.num_slots, spec.slot_dim):
-        raise ValueError(f"encoder {path} makes {sizes[0]} slots of {sizes[1]}, the slot dataset "
-                         f"holds {spec.num_slots} of {spec.slot_dim}")
+def frozen_encoder_for(path: str, slots: datasets.Dataset) -> SmoothSAModel:
+    """The encoder at `path`, in eval mode without gradients, checked against the slot dataset:
+    the config of the encoder that made the slots (their provenance's config hash) and frames
+    for input."""
+    encoder, identity = load_frozen_encoder(path)
+    made_by = slot_provenance(slots)
+    if identity.config_hash != made_by.config_hash:
+        raise BadInputError(
+            f"encoder {path} is not the one the slots came from: its config hash is "
+            f"{identity.config_hash}, the slots' encoder ({made_by.encoder_id}) had "
+            f"{made_by.config_hash}"
+        )
     if encoder.config.backbone == "features":
         raise ValueError(f"encoder {path} takes feature maps, not video frames")
     return encoder
@@ -286,7 +294,7 @@ def train(config: DynamicsConfig) -> dict[str, float]:
     spec = slot_spec(train_slots.features)
     encoder, with_frames = None, config.loss.reconstruction_weight > 0
     if with_frames:
-        encoder = load_frozen_encoder(data.encoder, spec)
+        encoder = frozen_encoder_for(data.encoder, train_slots)
 
     def windows(slots, split: str, stride: int) -> SlotWindows:
         videos = None
@@ -364,7 +372,7 @@ def evaluate(config: DynamicsConfig) -> dict[str, dict[str, list[float]]]:
     spec = slot_spec(slots.features)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     world_model = load_world_model(config.world_model_path, spec).to(device)
-    encoder = load_frozen_encoder(data.encoder, spec).to(device)
+    encoder = frozen_encoder_for(data.encoder, slots).to(device)
     burn_in = settings.burn_in or world_model.config.window
     mask_size = (settings.mask_height, settings.mask_width)
     if not settings.mask_height:  # the decoder's own mask grid

@@ -16,11 +16,13 @@ from downstream.dynamics import DynamicsConfig, DynamicsTask, main
 from downstream.dynamics_baselines import constant_velocity, copy_last
 from downstream.dynamics_evaluation import HorizonMetrics, evaluate_rollouts, horizon_table
 from downstream.rollout_dataset import slot_of_object
+from downstream.slot_encoding import load_frozen_encoder
 from downstream.slot_windows import SlotWindows
 from downstream.world_model import WorldModel, WorldModelConfig
 from ocl.config_loading import load_config
 from ocl.metrics import adjusted_rand_index
 from ocl.modeling import SmoothSAModel
+from tasks.bad_input import BadInputError
 from tasks.clevrer import VideoLoadingConfig, load_clevrer_videos
 from tasks.slots import (
     SlotProvenance,
@@ -63,18 +65,19 @@ def linear_motion(seed: int, num_videos: int, num_frames: int = 12) -> np.ndarra
     return start + velocity * np.arange(num_frames)[None, :, None, None]
 
 
-def write_slots(folder: Path, splits: dict, masks: dict | None = None) -> Path:
+def write_slots(folder: Path, splits: dict, masks: dict | None = None,
+                provenance: SlotProvenance = PROVENANCE) -> Path:
     """A slot dataset folder with one split per entry of `splits` (videos of [t,n,d] slots;
     `masks` the same videos' [t,n,h,w]); validation videos are numbered from 10000."""
     _, num_slots, slot_dim = next(iter(splits.values()))[0].shape
     mask_size = None if masks is None else next(iter(masks.values()))[0].shape[-2:]
     spec = SlotSpec(num_slots, slot_dim, "float32", mask_size)
     for split, slots in splits.items():
-        with SlotShardWriter(folder, spec, PROVENANCE, split) as writer:
+        with SlotShardWriter(folder, spec, provenance, split) as writer:
             for video, video_slots in enumerate(slots):
                 writer.write(video + (10000 if split == "validation" else 0), video_slots,
                              None if masks is None else masks[split][video])
-    (folder / "README.md").write_text(slot_dataset_card(spec, PROVENANCE, tuple(splits)))
+    (folder / "README.md").write_text(slot_dataset_card(spec, provenance, tuple(splits)))
     return folder
 
 
@@ -370,8 +373,10 @@ def tiny_clevrer(tmp_path_factory) -> TinyClevrer:
     with torch.no_grad():
         encoded = encoder(frames, generator=torch.Generator().manual_seed(0), decode=False)
     slots = encoded.slots.numpy()
+    _, identity = load_frozen_encoder(str(tmp_path / "encoder"))
     folder = write_slots(tmp_path / "slots", {"validation": slots},
-                         {"validation": encoded.attention.numpy()})
+                         {"validation": encoded.attention.numpy()},
+                         SlotProvenance("tiny", identity.config_hash, 1))
     tiny_world_model(slot_dim=32).save_pretrained(tmp_path / "world")
     return TinyClevrer(directory.root, slots, folder, tmp_path / "encoder", tmp_path / "world",
                        tmp_path / "hf")
@@ -395,6 +400,16 @@ def test_evaluate_command_on_tiny_clevrer(tiny_clevrer, tmp_path, capsys):
                    for value in scores[name])
     assert (tmp_path / "evaluation" / "horizons.png").read_bytes()[:4] == b"\x89PNG"
     assert "FG-ARI" in capsys.readouterr().out
+
+
+def test_an_encoder_other_than_the_slots_one_is_refused(tiny_clevrer, tmp_path):
+    data = tiny_clevrer
+    other = SmoothSAModel(tiny_config("cnn", num_iterations=2))
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(BadInputError, match="is not the one the slots came from"):
+        main(["evaluate", "--config", TINY, "--world-model", str(data.world_model),
+              "--slots", str(data.folder), "--videos", str(data.root), "--encoder",
+              str(tmp_path / "other"), f"data.cache_dir={data.cache}"])
 
 
 def test_rollout_without_an_object_matched_by_its_mask(tiny_clevrer, tmp_path):
