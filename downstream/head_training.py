@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import DataLoaderShard
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
@@ -361,13 +361,13 @@ def load_initial_weights(model: PreTrainedModel, folder: str) -> dict[str, str]:
     if not path.is_file():
         raise BadInputError(f"training.initial_weights {folder}: no model.safetensors there "
                             "(give the `model` folder of an earlier run)")
+    data = path.read_bytes()  # read once: loaded and hashed
     try:
-        model.load_state_dict(load_file(path), strict=True)
+        model.load_state_dict(load_safetensors(data), strict=True)
     except RuntimeError as error:
         raise BadInputError(f"training.initial_weights {folder} do not fit this model: "
                             f"{error}") from error
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return {"folder": str(folder), "weights_hash": digest}
+    return {"folder": str(folder), "weights_hash": hashlib.sha256(data).hexdigest()[:16]}
 
 
 def resume(accelerator: Accelerator, folder: Path) -> int:
