@@ -5,8 +5,10 @@
 Each encoder segments the first `--frames` frames of `--videos` held-out videos (argmax over
 slots of its upsampled decoder masks); ARI, FG-ARI, mBO and mIoU are computed per video over
 the whole spatio-temporal volume, next to the same metrics for fixed grid splits (2x2, 3x3,
-4 horizontal and 4 vertical stripes). `--untrained` adds each encoder's config with fresh
-random weights. Prints the table and writes it to `--out` as JSON.
+4 horizontal and 4 vertical stripes). Beside them, where the objects' pixels went
+(`ocl.metrics.pixel_shares`): kept by one segment, taken by the background's, or split.
+`--untrained` adds each encoder's config with fresh random weights. Prints the table and
+writes it to `--out` as JSON.
 """
 
 import argparse
@@ -18,9 +20,16 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
+from torchmetrics import MetricCollection
 from tqdm.auto import tqdm
 
-from ocl.metrics import FIXED_GRID_BASELINES, attention_to_segmentation, object_discovery_metrics
+from ocl.metrics import (
+    FIXED_GRID_BASELINES,
+    PIXEL_SHARES,
+    ObjectPixelShare,
+    attention_to_segmentation,
+    object_discovery_metrics,
+)
 from ocl.modeling import SmoothSAModel
 from ocl.video_data import FirstFrames
 from tasks.clevrer import VideoLoadingConfig, load_clevrer_videos
@@ -34,7 +43,17 @@ class DiscoveryScores:
     fg_ari: float
     mbo: float
     miou: float
+    kept: float
+    background: float
+    split: float
     frames_per_second: float | None = None
+
+
+def evaluation_metrics() -> MetricCollection:
+    """The discovery metrics and the objects' pixel shares, keyed as `DiscoveryScores`' fields."""
+    metrics = object_discovery_metrics()
+    metrics.add_metrics({part: ObjectPixelShare(part) for part in PIXEL_SHARES})
+    return metrics
 
 
 @torch.no_grad()
@@ -43,7 +62,7 @@ def score_encoder(
 ) -> DiscoveryScores:
     """Discovery metrics of `model` on batches of `{"frames", "masks"}`."""
     model.eval()
-    metrics = object_discovery_metrics()
+    metrics = evaluation_metrics()
     frames_seen, seconds = 0, 0.0
     for index, batch in enumerate(tqdm(loader, desc="encoding", leave=False)):
         start = time.perf_counter()
@@ -62,7 +81,7 @@ def score_grids(loader: DataLoader) -> dict[str, DiscoveryScores]:
     """The same metrics for every fixed grid split of the frames."""
     scores = {}
     for name, grid in FIXED_GRID_BASELINES.items():
-        metrics = object_discovery_metrics()
+        metrics = evaluation_metrics()
         for batch in loader:
             metrics.update(grid(batch["masks"]), batch["masks"])
         scores[name] = DiscoveryScores(**{k: float(v) for k, v in metrics.compute().items()})
@@ -71,11 +90,13 @@ def score_grids(loader: DataLoader) -> dict[str, DiscoveryScores]:
 
 def print_scores(scores: dict[str, DiscoveryScores]) -> None:
     width = max(map(len, scores)) + 2
-    print(f"\n{'segmenter':<{width}}{'ARI':>8}{'FG-ARI':>8}{'mBO':>8}{'mIoU':>8}{'frames/s':>10}")
+    print(f"\n{'segmenter':<{width}}{'ARI':>8}{'FG-ARI':>8}{'mBO':>8}{'mIoU':>8}{'frames/s':>10}"
+          f"   objects' pixels: {'kept':>6}{'to bg':>7}{'split':>7}")
     for name, score in scores.items():
         speed = f"{score.frames_per_second:>10.1f}" if score.frames_per_second else f"{'':>10}"
         print(f"{name:<{width}}{score.ari:>8.3f}{score.fg_ari:>8.3f}{score.mbo:>8.3f}"
-              f"{score.miou:>8.3f}{speed}")
+              f"{score.miou:>8.3f}{speed}{'':>20}{score.kept:>6.3f}{score.background:>7.3f}"
+              f"{score.split:>7.3f}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, DiscoveryScores]:

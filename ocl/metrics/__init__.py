@@ -21,15 +21,18 @@ from ocl.metrics.overlap import (
     segment_iou,
 )
 from ocl.metrics.per_sample_mean import PerSampleMean
+from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShare, object_pixel_shares
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
     "FIXED_GRID_BASELINES",
+    "PIXEL_SHARES",
     "AdjustedRandIndex",
     "FixedGridSegmentation",
     "IoUMatches",
     "MeanBestOverlap",
     "MeanIntersectionOverUnion",
+    "ObjectPixelShare",
     "PerSampleMean",
     "adjusted_rand_index",
     "attention_to_segmentation",
@@ -40,5 +43,6 @@ __all__ = [
     "mean_best_overlap",
     "mean_intersection_over_union",
     "object_discovery_metrics",
+    "object_pixel_shares",
     "segment_iou",
 ]

@@ -14,6 +14,7 @@ from ocl.metrics import (
     FixedGridSegmentation,
     MeanBestOverlap,
     MeanIntersectionOverUnion,
+    ObjectPixelShare,
     adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
@@ -23,6 +24,7 @@ from ocl.metrics import (
     mean_best_overlap,
     mean_intersection_over_union,
     object_discovery_metrics,
+    object_pixel_shares,
     segment_iou,
 )
 
@@ -360,6 +362,12 @@ METRICS = {
     ),
     "mbo": (MeanBestOverlap, {}, mean_best_overlap, {}),
     "miou": (MeanIntersectionOverUnion, {}, mean_intersection_over_union, {}),
+    "background share": (
+        ObjectPixelShare,
+        {"part": "background"},
+        lambda pred, target: object_pixel_shares(pred, target)[:, 1],
+        {},
+    ),
 }
 
 
@@ -416,6 +424,32 @@ def test_object_discovery_metrics_keep_ari_and_fg_ari_apart():
     assert results["val/ari"].item() == pytest.approx(expected_ari)
     assert results["val/fg_ari"].item() == 1.0
     assert results["val/mbo"].item() == 1.0 and results["val/miou"].item() == 1.0
+
+
+# --- Where objects' pixels went ----------------------------------------------------------------
+
+
+def test_pixel_shares_of_perfect_split_and_absorbed_objects():
+    perfect, split = object_pixel_shares(batch(SCENE, SPLIT_OBJECTS), batch(SCENE, SCENE))
+    assert perfect.tolist() == [1.0, 0.0, 0.0]
+    assert split.tolist() == [0.5, 0.0, 0.5]  # each object in two columns
+    # The background's segment (id 7) takes object 1 whole and half of object 2.
+    absorbed = torch.tensor([[7, 7, 7, 7], [7, 7, 7, 7], [7, 7, 7, 4], [7, 7, 7, 4]])
+    shares = object_pixel_shares(batch(absorbed), batch(SCENE))[0]
+    torch.testing.assert_close(shares, torch.tensor([0.25, 0.75, 0.0], dtype=torch.float64))
+
+
+def test_pixel_shares_without_objects_or_background():
+    no_objects = object_pixel_shares(batch(SCENE), torch.zeros(1, 4, 4, dtype=torch.long))
+    assert no_objects.isnan().all()
+    objects_only = torch.tensor([[1] * 4] * 2 + [[2] * 4] * 2)
+    shares = object_pixel_shares(batch(torch.zeros(4, 4, dtype=torch.long)), batch(objects_only))
+    assert shares[0].tolist() == [1.0, 0.0, 0.0]  # no segment is the background's
+
+
+def test_pixel_share_metric_names_its_part():
+    with pytest.raises(ValueError, match="part must be one of"):
+        ObjectPixelShare("merged")
 
 
 # --- Fixed grid baselines ---------------------------------------------------------------------

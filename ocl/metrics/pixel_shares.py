@@ -1,0 +1,67 @@
+"""Where each object's pixels went: why an FG-ARI is low.
+
+FG-ARI falls both when the background's segment takes part of an object and when an object is
+split between several segments (for instance spare slots that copy it). These shares tell the two
+apart. The background's segment is the predicted segment holding the most true-background points
+(true id 0) of the sample. For each object (true id > 0), its points fall into three parts:
+
+- `kept`: the largest share of them in one segment other than the background's;
+- `background`: the share in the background's segment;
+- `split`: the rest, spread over further segments.
+
+The three sum to 1 per object; each sample averages its objects, and the metrics average samples.
+
+Axes: b batch, i predicted segments, j true segments.
+"""
+
+import torch
+
+from ocl.metrics.per_sample_mean import PerSampleMean
+from ocl.metrics.segmentation import contingency_table
+
+PIXEL_SHARES = ("kept", "background", "split")
+
+
+def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each sample's mean over its objects of the kept, background and split shares.
+
+    Args:
+        pred: `[b,h,w]` or `[b,t,h,w]` predicted segment ids (>= 0).
+        target: the true segmentation, same shape: 0 background, > 0 objects, < 0 ignored.
+
+    Returns:
+        `[b,3]` float64 shares in the order of `PIXEL_SHARES`; NaN rows for samples without
+        objects. Where a sample has no background points, no segment is the background's.
+    """
+    counts = contingency_table(pred, target)
+    background_points, objects = counts[:, :, 0], counts[:, :, 1:]
+    has_background = background_points.sum(dim=1) > 0
+    background_segment = torch.where(has_background, background_points.argmax(dim=1), -1)
+    segments = torch.arange(counts.shape[1], device=counts.device)
+    is_background = segments[None, :] == background_segment[:, None]
+    area = objects.sum(dim=1)
+    present = area > 0
+    shares = objects / torch.where(present, area, 1.0)[:, None, :]
+    background = (shares * is_background[:, :, None]).sum(dim=1)
+    kept = shares.masked_fill(is_background[:, :, None], 0.0).amax(dim=1)
+    split = 1.0 - kept - background
+    per_object = torch.stack([kept, background, split], dim=-1)
+    num_objects = present.sum(dim=1, keepdim=True)
+    total = (per_object * present[:, :, None]).sum(dim=1)
+    return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)
+
+
+class ObjectPixelShare(PerSampleMean):
+    """Mean over samples of one of `object_pixel_shares`' columns: `part` in `PIXEL_SHARES`
+    (higher is better for `kept` only)."""
+
+    higher_is_better = None
+
+    def __init__(self, part: str, **kwargs):
+        if part not in PIXEL_SHARES:
+            raise ValueError(f"part must be one of {PIXEL_SHARES}, got {part!r}")
+        super().__init__(**kwargs)
+        self.part = PIXEL_SHARES.index(part)
+
+    def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return object_pixel_shares(pred, target)[:, self.part]
