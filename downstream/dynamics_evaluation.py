@@ -7,7 +7,9 @@ For horizon k (the k-th predicted frame): slot MSE is the mean squared differenc
 encoder's slots of that frame over slots and channels, averaged over videos; ARI, FG-ARI and
 mIoU (Hungarian-matched, background left out) compare the argmax of the masks decoded from the
 predicted slots (bilinearly resized to the true masks' size when they differ) with the true
-index map of that frame. "true slots" decodes the encoder's own slots of the future frames: a
+index map of that frame; "kept" and "to background" say where the true objects' pixels went
+(`ocl.metrics.pixel_shares`: the share kept by one slot, and the share taken by the background's
+slot). "true slots" decodes the encoder's own slots of the future frames: a
 reference for what this decoder makes of a perfect prediction (its slot MSE is 0).
 
 Axes: b batch, t frames, k horizon, n slots, d slot channels, H W mask pixels.
@@ -25,19 +27,26 @@ from torchmetrics import MeanMetric
 
 from downstream.dynamics_baselines import constant_velocity, copy_last
 from downstream.world_model import WorldModel
-from ocl.metrics import AdjustedRandIndex, MeanIntersectionOverUnion, attention_to_segmentation
+from ocl.metrics import (
+    AdjustedRandIndex,
+    MeanIntersectionOverUnion,
+    ObjectPixelShare,
+    attention_to_segmentation,
+)
 from ocl.modeling import SmoothSAModel
 
 METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG-ARI",
-           "miou": "mIoU"}
+           "miou": "mIoU", "kept": "objects' pixels kept by one slot",
+           "to_background": "objects' pixels taken by the background's slot (lower is better)"}
+SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "kept", "to_background")
 TRUE_SLOTS = "true slots"
 
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]  # burn-in [b,t,n,d], steps -> [b,k,n,d]
 
 
 class HorizonMetrics(nn.Module):
-    """Slot MSE, ARI, FG-ARI and mIoU of one predictor at each horizon k = 1..K, as
-    torchmetrics (summed across processes)."""
+    """Slot MSE and the segmentation metrics (`SEGMENTATION_METRICS`) of one predictor at each
+    horizon k = 1..K, as torchmetrics (summed across processes)."""
 
     def __init__(self, horizon: int):
         super().__init__()
@@ -48,6 +57,10 @@ class HorizonMetrics(nn.Module):
             AdjustedRandIndex(ignore_background=True) for _ in range(horizon)
         )
         self.miou = nn.ModuleList(MeanIntersectionOverUnion() for _ in range(horizon))
+        self.kept = nn.ModuleList(ObjectPixelShare("kept") for _ in range(horizon))
+        self.to_background = nn.ModuleList(
+            ObjectPixelShare("background") for _ in range(horizon)
+        )
 
     def update(
         self,
@@ -65,14 +78,14 @@ class HorizonMetrics(nn.Module):
         for k in range(self.horizon):
             self.slot_mse[k].update(error[:, k])
             if segmentation is not None:
-                for metric in (self.ari[k], self.fg_ari[k], self.miou[k]):
-                    metric.update(segmentation[:, k], true_segmentation[:, k])
+                for name in SEGMENTATION_METRICS:
+                    getattr(self, name)[k].update(segmentation[:, k], true_segmentation[:, k])
 
     def compute(self) -> dict[str, list[float]]:
         """{metric: [K] values}; segmentation metrics only once they were updated."""
         scores = {"slot_mse": [float(metric.compute()) for metric in self.slot_mse]}
         if self.ari[0].num_samples > 0:
-            for name in ("ari", "fg_ari", "miou"):
+            for name in SEGMENTATION_METRICS:
                 scores[name] = [float(metric.compute()) for metric in getattr(self, name)]
         return scores
 

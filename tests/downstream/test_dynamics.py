@@ -344,6 +344,8 @@ def test_horizon_metrics_on_a_hand_made_case():
     assert scores["fg_ari"][1] == pytest.approx(expected.mean().item())
     # one segment: matched to object 1 (IoU 3/8), object 2 unmatched (0)
     assert scores["miou"] == pytest.approx([1.0, (3 / 8 + 0) / 2, 1.0])
+    # one segment is the background's and takes every object
+    assert scores["kept"] == [1.0, 0.0, 1.0] and scores["to_background"] == [0.0, 1.0, 0.0]
     table = horizon_table({"model": scores, "other": {"slot_mse": [0.5, 0.5, 0.5]}})
     assert "slot MSE" in table and "FG-ARI" in table and "4.0000" in table
 
@@ -397,6 +399,8 @@ def test_evaluate_command_on_tiny_clevrer(tiny_clevrer, tmp_path, capsys):
     assert results["true slots"]["slot_mse"] == [0.0] * 4
     for scores in results.values():
         assert all(-1 <= value <= 1 for name in ("ari", "fg_ari", "miou")
+                   for value in scores[name])
+        assert all(0 <= value <= 1 for name in ("kept", "to_background")
                    for value in scores[name])
     assert (tmp_path / "evaluation" / "horizons.png").read_bytes()[:4] == b"\x89PNG"
     assert "FG-ARI" in capsys.readouterr().out
