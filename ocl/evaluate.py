@@ -20,16 +20,9 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from torchmetrics import MetricCollection
 from tqdm.auto import tqdm
 
-from ocl.metrics import (
-    FIXED_GRID_BASELINES,
-    PIXEL_SHARES,
-    ObjectPixelShare,
-    attention_to_segmentation,
-    object_discovery_metrics,
-)
+from ocl.metrics import FIXED_GRID_BASELINES, attention_to_segmentation, object_discovery_metrics
 from ocl.modeling import SmoothSAModel
 from ocl.video_data import FirstFrames
 from tasks.clevrer import VideoLoadingConfig, load_clevrer_videos
@@ -49,20 +42,13 @@ class DiscoveryScores:
     frames_per_second: float | None = None
 
 
-def evaluation_metrics() -> MetricCollection:
-    """The discovery metrics and the objects' pixel shares, keyed as `DiscoveryScores`' fields."""
-    metrics = object_discovery_metrics()
-    metrics.add_metrics({part: ObjectPixelShare(part) for part in PIXEL_SHARES})
-    return metrics
-
-
 @torch.no_grad()
 def score_encoder(
     model: SmoothSAModel, loader: DataLoader, mask_source: str = "decoder", seed: int = 0
 ) -> DiscoveryScores:
     """Discovery metrics of `model` on batches of `{"frames", "masks"}`."""
     model.eval()
-    metrics = evaluation_metrics()
+    metrics = object_discovery_metrics(pixel_shares=True)
     frames_seen, seconds = 0, 0.0
     for index, batch in enumerate(tqdm(loader, desc="encoding", leave=False)):
         start = time.perf_counter()
@@ -81,7 +67,7 @@ def score_grids(loader: DataLoader) -> dict[str, DiscoveryScores]:
     """The same metrics for every fixed grid split of the frames."""
     scores = {}
     for name, grid in FIXED_GRID_BASELINES.items():
-        metrics = evaluation_metrics()
+        metrics = object_discovery_metrics(pixel_shares=True)
         for batch in loader:
             metrics.update(grid(batch["masks"]), batch["masks"])
         scores[name] = DiscoveryScores(**{k: float(v) for k, v in metrics.compute().items()})

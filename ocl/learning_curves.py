@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 LOSSES = (
     "train/reconstruction", "train/preheat", "train/slot_contrast", "train/mask_prediction"
 )
-METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou")
+METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept", "val/background")
 
 
 def read_log(run: Path) -> dict[str, list[tuple[int, float]]]:

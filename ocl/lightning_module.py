@@ -36,7 +36,7 @@ class SmoothSATraining(L.LightningModule):
         self.loss_weights = losses
         self.seed = seed
         self.segmentation_from = segmentation_from
-        self.validation_metrics = object_discovery_metrics(prefix="val/")
+        self.validation_metrics = object_discovery_metrics(prefix="val/", pixel_shares=True)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         torch.manual_seed(self.seed * 1_000_003 + self.global_step)

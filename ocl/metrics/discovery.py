@@ -4,10 +4,13 @@ from torchmetrics import MetricCollection
 
 from ocl.metrics.ari import AdjustedRandIndex
 from ocl.metrics.overlap import MeanBestOverlap, MeanIntersectionOverUnion
+from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShare
 
 
-def object_discovery_metrics(prefix: str = "") -> MetricCollection:
-    """ARI, FG-ARI, mBO and mIoU (background left out) as keys `ari`, `fg_ari`, `mbo`, `miou`.
+def object_discovery_metrics(prefix: str = "", pixel_shares: bool = False) -> MetricCollection:
+    """ARI, FG-ARI, mBO and mIoU (background left out) as keys `ari`, `fg_ari`, `mbo`, `miou`;
+    with `pixel_shares`, also where the objects' pixels went as `kept`, `background`, `split`
+    (`ocl.metrics.pixel_shares`).
 
     `update(pred, target)` with segmentations `[b,h,w]` or `[b,t,h,w]` feeds all four. Compute
     groups are off: ARI and FG-ARI have states of the same names that can be equal after a first
@@ -16,13 +19,16 @@ def object_discovery_metrics(prefix: str = "") -> MetricCollection:
     Args:
         prefix: put before every key, e.g. `"val/"`.
     """
+    metrics = {
+        "ari": AdjustedRandIndex(),
+        "fg_ari": AdjustedRandIndex(ignore_background=True),
+        "mbo": MeanBestOverlap(),
+        "miou": MeanIntersectionOverUnion(),
+    }
+    if pixel_shares:
+        metrics.update({part: ObjectPixelShare(part) for part in PIXEL_SHARES})
     return MetricCollection(
-        {
-            "ari": AdjustedRandIndex(),
-            "fg_ari": AdjustedRandIndex(ignore_background=True),
-            "mbo": MeanBestOverlap(),
-            "miou": MeanIntersectionOverUnion(),
-        },
+        metrics,
         prefix=prefix,
         compute_groups=False,
     )

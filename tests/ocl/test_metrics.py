@@ -447,6 +447,15 @@ def test_pixel_shares_without_objects_or_background():
     assert shares[0].tolist() == [1.0, 0.0, 0.0]  # no segment is the background's
 
 
+def test_object_discovery_metrics_with_pixel_shares():
+    metrics = object_discovery_metrics(prefix="val/", pixel_shares=True)
+    metrics.update(batch(SPLIT_OBJECTS), batch(SCENE))
+    results = {key: value.item() for key, value in metrics.compute().items()}
+    assert set(results) == {"val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept",
+                            "val/background", "val/split"}
+    assert (results["val/kept"], results["val/background"], results["val/split"]) == (0.5, 0, 0.5)
+
+
 def test_pixel_share_metric_names_its_part():
     with pytest.raises(ValueError, match="part must be one of"):
         ObjectPixelShare("merged")
