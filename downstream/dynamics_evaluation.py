@@ -37,7 +37,7 @@ from ocl.modeling import SmoothSAModel
 
 METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG-ARI",
            "miou": "mIoU", "kept": "objects' pixels kept by one slot",
-           "to_background": "objects' pixels taken by the background's slot (lower is better)"}
+           "to_background": "objects' pixels in the background slot (lower is better)"}
 SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "kept", "to_background")
 TRUE_SLOTS = "true slots"
 
@@ -161,6 +161,12 @@ def horizon_table(results: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
+def panel_title(metric: str) -> str:
+    """A metric's name with which way is better (higher, unless its name says lower)."""
+    name = METRICS[metric]
+    return name if "better" in name else f"{name} (higher is better)"
+
+
 def plot_horizon_curves(results: dict[str, dict[str, list[float]]], path: str | Path,
                         title: str) -> None:
     """A PNG with a panel per metric (2 x 2), each predictor a curve over horizons 1..K, one
@@ -184,8 +190,7 @@ def plot_horizon_curves(results: dict[str, dict[str, list[float]]], path: str | 
             else:
                 style = dict(marker="o", markersize=3, label=name)
             axis.plot(steps, scores[metric], **style)
-        axis.set_title(METRICS[metric] if metric == "slot_mse"
-                       else f"{METRICS[metric]} (higher is better)")
+        axis.set_title(panel_title(metric))
         axis.set_xlabel("frames ahead (k)")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)

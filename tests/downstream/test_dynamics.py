@@ -14,7 +14,12 @@ from torch.utils.data import DataLoader
 
 from downstream.dynamics import DynamicsConfig, DynamicsTask, main
 from downstream.dynamics_baselines import constant_velocity, copy_last
-from downstream.dynamics_evaluation import HorizonMetrics, evaluate_rollouts, horizon_table
+from downstream.dynamics_evaluation import (
+    HorizonMetrics,
+    evaluate_rollouts,
+    horizon_table,
+    panel_title,
+)
 from downstream.rollout_dataset import slot_of_object
 from downstream.slot_encoding import load_frozen_encoder
 from downstream.slot_windows import SlotWindows
@@ -346,6 +351,9 @@ def test_horizon_metrics_on_a_hand_made_case():
     assert scores["miou"] == pytest.approx([1.0, (3 / 8 + 0) / 2, 1.0])
     # one segment is the background's and takes every object
     assert scores["kept"] == [1.0, 0.0, 1.0] and scores["to_background"] == [0.0, 1.0, 0.0]
+    assert panel_title("fg_ari") == "FG-ARI (higher is better)"
+    assert panel_title("to_background").endswith("(lower is better)")
+    assert "higher" not in panel_title("slot_mse") + panel_title("to_background")
     table = horizon_table({"model": scores, "other": {"slot_mse": [0.5, 0.5, 0.5]}})
     assert "slot MSE" in table and "FG-ARI" in table and "4.0000" in table
 
