@@ -169,7 +169,7 @@ def panel_title(metric: str) -> str:
 
 def plot_horizon_curves(results: dict[str, dict[str, list[float]]], path: str | Path,
                         title: str) -> None:
-    """A PNG with a panel per metric (2 x 2), each predictor a curve over horizons 1..K, one
+    """A PNG with a panel per metric (two columns), each predictor a curve over horizons 1..K, one
     legend below; written to a temporary file and renamed."""
     try:
         from matplotlib.figure import Figure  # Agg canvas, no pyplot state

@@ -12,7 +12,7 @@ def object_discovery_metrics(prefix: str = "", pixel_shares: bool = False) -> Me
     with `pixel_shares`, also where the objects' pixels went as `kept`, `background`, `split`
     (`ocl.metrics.pixel_shares`).
 
-    `update(pred, target)` with segmentations `[b,h,w]` or `[b,t,h,w]` feeds all four. Compute
+    `update(pred, target)` with segmentations `[b,h,w]` or `[b,t,h,w]` feeds them all. Compute
     groups are off: ARI and FG-ARI have states of the same names that can be equal after a first
     batch, and torchmetrics would then merge them for good.
 
