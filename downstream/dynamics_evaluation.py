@@ -30,7 +30,7 @@ from downstream.world_model import WorldModel
 from ocl.metrics import (
     AdjustedRandIndex,
     MeanIntersectionOverUnion,
-    ObjectPixelShare,
+    ObjectPixelShares,
     attention_to_segmentation,
 )
 from ocl.modeling import SmoothSAModel
@@ -38,15 +38,16 @@ from ocl.modeling import SmoothSAModel
 METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG-ARI",
            "miou": "mIoU", "kept": "objects' pixels kept by one slot",
            "to_background": "objects' pixels in the background slot (lower is better)"}
-SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "kept", "to_background")
+SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "pixel_shares")
 TRUE_SLOTS = "true slots"
 
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]  # burn-in [b,t,n,d], steps -> [b,k,n,d]
 
 
 class HorizonMetrics(nn.Module):
-    """Slot MSE and the segmentation metrics (`SEGMENTATION_METRICS`) of one predictor at each
-    horizon k = 1..K, as torchmetrics (summed across processes)."""
+    """Slot MSE, ARI, FG-ARI, mIoU and the objects' pixel shares kept and taken by the
+    background's slot, of one predictor at each horizon k = 1..K, as torchmetrics (summed across
+    processes)."""
 
     def __init__(self, horizon: int):
         super().__init__()
@@ -57,10 +58,7 @@ class HorizonMetrics(nn.Module):
             AdjustedRandIndex(ignore_background=True) for _ in range(horizon)
         )
         self.miou = nn.ModuleList(MeanIntersectionOverUnion() for _ in range(horizon))
-        self.kept = nn.ModuleList(ObjectPixelShare("kept") for _ in range(horizon))
-        self.to_background = nn.ModuleList(
-            ObjectPixelShare("background") for _ in range(horizon)
-        )
+        self.pixel_shares = nn.ModuleList(ObjectPixelShares() for _ in range(horizon))
 
     def update(
         self,
@@ -85,8 +83,11 @@ class HorizonMetrics(nn.Module):
         """{metric: [K] values}; segmentation metrics only once they were updated."""
         scores = {"slot_mse": [float(metric.compute()) for metric in self.slot_mse]}
         if self.ari[0].num_samples > 0:
-            for name in SEGMENTATION_METRICS:
+            for name in ("ari", "fg_ari", "miou"):
                 scores[name] = [float(metric.compute()) for metric in getattr(self, name)]
+            shares = [metric.compute() for metric in self.pixel_shares]
+            scores["kept"] = [float(share["kept"]) for share in shares]
+            scores["to_background"] = [float(share["background"]) for share in shares]
         return scores
 
 

@@ -21,7 +21,7 @@ from ocl.metrics.overlap import (
     segment_iou,
 )
 from ocl.metrics.per_sample_mean import PerSampleMean
-from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShare, object_pixel_shares
+from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShares, object_pixel_shares
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "IoUMatches",
     "MeanBestOverlap",
     "MeanIntersectionOverUnion",
-    "ObjectPixelShare",
+    "ObjectPixelShares",
     "PerSampleMean",
     "adjusted_rand_index",
     "attention_to_segmentation",

@@ -4,7 +4,7 @@ from torchmetrics import MetricCollection
 
 from ocl.metrics.ari import AdjustedRandIndex
 from ocl.metrics.overlap import MeanBestOverlap, MeanIntersectionOverUnion
-from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShare
+from ocl.metrics.pixel_shares import ObjectPixelShares
 
 
 def object_discovery_metrics(prefix: str = "", pixel_shares: bool = False) -> MetricCollection:
@@ -26,7 +26,7 @@ def object_discovery_metrics(prefix: str = "", pixel_shares: bool = False) -> Me
         "miou": MeanIntersectionOverUnion(),
     }
     if pixel_shares:
-        metrics.update({part: ObjectPixelShare(part) for part in PIXEL_SHARES})
+        metrics["pixel_shares"] = ObjectPixelShares()
     return MetricCollection(
         metrics,
         prefix=prefix,

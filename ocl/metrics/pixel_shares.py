@@ -51,17 +51,16 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)
 
 
-class ObjectPixelShare(PerSampleMean):
-    """Mean over samples of one of `object_pixel_shares`' columns: `part` in `PIXEL_SHARES`
-    (higher is better for `kept` only)."""
+class ObjectPixelShares(PerSampleMean):
+    """Means over samples of `object_pixel_shares`, computed as `{part: value}` for the parts of
+    `PIXEL_SHARES` (higher is better for `kept` only); a MetricCollection lists them as keys of
+    their own."""
 
     higher_is_better = None
-
-    def __init__(self, part: str, **kwargs):
-        if part not in PIXEL_SHARES:
-            raise ValueError(f"part must be one of {PIXEL_SHARES}, got {part!r}")
-        super().__init__(**kwargs)
-        self.part = PIXEL_SHARES.index(part)
+    score_shape = (len(PIXEL_SHARES),)
 
     def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return object_pixel_shares(pred, target)[:, self.part]
+        return object_pixel_shares(pred, target)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return dict(zip(PIXEL_SHARES, super().compute(), strict=True))

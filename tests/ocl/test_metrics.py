@@ -14,7 +14,7 @@ from ocl.metrics import (
     FixedGridSegmentation,
     MeanBestOverlap,
     MeanIntersectionOverUnion,
-    ObjectPixelShare,
+    ObjectPixelShares,
     adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
@@ -362,12 +362,6 @@ METRICS = {
     ),
     "mbo": (MeanBestOverlap, {}, mean_best_overlap, {}),
     "miou": (MeanIntersectionOverUnion, {}, mean_intersection_over_union, {}),
-    "background share": (
-        ObjectPixelShare,
-        {"part": "background"},
-        lambda pred, target: object_pixel_shares(pred, target)[:, 1],
-        {},
-    ),
 }
 
 
@@ -456,9 +450,24 @@ def test_object_discovery_metrics_with_pixel_shares():
     assert (results["val/kept"], results["val/background"], results["val/split"]) == (0.5, 0, 0.5)
 
 
-def test_pixel_share_metric_names_its_part():
-    with pytest.raises(ValueError, match="part must be one of"):
-        ObjectPixelShare("merged")
+def test_pixel_shares_metric_averages_valid_samples_and_merges_by_sum():
+    whole, first, second = ObjectPixelShares(), ObjectPixelShares(), ObjectPixelShares()
+    rows = []
+    for index, (pred, target) in enumerate(random_batches(seed=5)):
+        whole.update(pred, target)
+        (first if index == 0 else second).update(pred, target)
+        rows.append(object_pixel_shares(pred, target))
+    rows = torch.cat(rows)
+    valid = ~rows.isnan().any(dim=1)
+    assert valid.sum() == 6  # each batch's first sample has no objects
+    results = whole.compute()
+    assert list(results) == ["kept", "background", "split"]
+    for column, part in enumerate(results):
+        assert results[part].item() == pytest.approx(rows[valid, column].mean().item(), abs=1e-12)
+    first.merge_state(second)
+    merged = first.compute()
+    for part in results:
+        assert merged[part].item() == pytest.approx(results[part].item(), abs=1e-12)
 
 
 # --- Fixed grid baselines ---------------------------------------------------------------------
