@@ -3,14 +3,15 @@
     python -m ocl.train --config configs/ocl/clevrer_sim_small.yaml [key=value ...]
 
 Rerunning the same command resumes from `OUTPUT/checkpoints/last.ckpt` and reaches the same
-weights as a run that never stopped. A Lightning epoch here is the `trainer.checkpoint_every`
-steps between two checkpoints, so every checkpoint closes an epoch and resuming never starts
-inside one. The trained encoder is written with `save_pretrained` to
+weights as a run that never stopped; a rerun with other settings is refused (`check_same_run`).
+A Lightning epoch here is the `trainer.checkpoint_every` steps between two checkpoints. (Resumed
+from a checkpoint, Lightning runs one more step in the checkpoint's epoch, so the validations
+and checkpoints after it come one step later than in a run that never stopped; the weights at
+each step are the same.) The trained encoder is written with `save_pretrained` to
 `OUTPUT/encoder`, the last validation's metrics to `OUTPUT/metrics.json`.
 """
 
 import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import OmegaConf
 
 from ocl.checkpoint_export import save_encoder
 from ocl.config_loading import config_to_yaml, parse_config_arguments
@@ -31,20 +33,73 @@ from ocl.video_data import VideoClipDataModule
 
 
 def appending_csv_logger(output: Path, flush_every: int) -> CSVLogger:
-    """A CSV logger whose `metrics.csv` keeps the rows of a run before it crashed and resumed.
+    """A CSV logger whose `metrics.csv` keeps the rows a run logged before the checkpoint it
+    resumes from.
 
     Rows are written every `flush_every` steps (the logging interval), so a crash loses none.
-    Lightning's writer deletes an existing `metrics.csv` when it starts; its rows are put back
-    and its columns given to the writer, which then appends.
+    Lightning's writer deletes an existing `metrics.csv` when it starts; the rows of steps before
+    `OUTPUT/checkpoints/last.ckpt` are put back (those after it, logged before a crash, are
+    logged again by the resumed run) and their columns given to the writer, which then appends.
     """
     logger = CSVLogger(output, name="csv", version="", flush_logs_every_n_steps=flush_every)
     path = Path(logger.log_dir) / "metrics.csv"
     if path.is_file():
-        previous = path.read_text()
+        header, *rows = path.read_text().splitlines(keepends=True)
         writer = logger.experiment  # deletes the file
-        path.write_text(previous)
-        writer.metrics_keys = next(csv.reader(io.StringIO(previous)), [])
+        columns = next(csv.reader([header]))
+        last = output / "checkpoints" / "last.ckpt"
+        resumed_step = checkpoint_step(last) if last.is_file() else 0
+        step = columns.index("step")
+        path.write_text(header + "".join(
+            row for row in rows if int(next(csv.reader([row]))[step]) < resumed_step
+        ))
+        writer.metrics_keys = columns
     return logger
+
+
+def checkpoint_step(path: Path) -> int:
+    """The global step a Lightning checkpoint was saved at."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+RESUMABLE_CHANGES = frozenset({
+    "trainer.output_dir", "trainer.stop_at_step", "data.cache_dir", "data.num_workers",
+    "data.preload",
+})
+
+
+def check_same_run(config: EncoderTrainingConfig, output: Path) -> None:
+    """Before resuming from the checkpoints in `output`, raises ValueError naming each setting
+    that differs from the run's `config.yaml`: resuming with other data, model, losses or
+    schedule would give weights that neither run describes. Settings that do not change the
+    weights (`RESUMABLE_CHANGES`, e.g. `trainer.stop_at_step`) may differ."""
+    saved = output / "config.yaml"
+    if not saved.is_file():
+        raise ValueError(f"{output} holds checkpoints but no config.yaml saying how they were "
+                         "trained: give another trainer.output_dir, or delete the checkpoints")
+    before = dotted_settings(OmegaConf.to_container(OmegaConf.load(saved)))
+    now = dotted_settings(OmegaConf.to_container(OmegaConf.structured(config)))
+    differences = [
+        f"{key}: {before.get(key)!r} there, {now.get(key)!r} now"
+        for key in sorted(before.keys() | now.keys())
+        if key not in RESUMABLE_CHANGES and before.get(key) != now.get(key)
+    ]
+    if differences:
+        raise ValueError(
+            f"{output} holds checkpoints of a run with other settings ("
+            + "; ".join(differences) + "): give another trainer.output_dir, or the same settings"
+        )
+
+
+def dotted_settings(values: dict, prefix: str = "") -> dict:
+    """Nested settings flattened to `section.key` names."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(dotted_settings(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
@@ -85,6 +140,9 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
     """Trains (or resumes) the run `config` describes; returns the final validation metrics."""
     output = Path(config.trainer.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    last = output / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        check_same_run(config, output)
     (output / "config.yaml").write_text(config_to_yaml(config))
     L.seed_everything(config.trainer.seed, verbose=False)  # before the model is built
     model = SmoothSAModel(SmoothSAConfig(**config.model))
@@ -99,7 +157,6 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
         config.data, config.optim.max_steps, config.trainer.checkpoint_every, config.trainer.seed
     )
     trainer = build_trainer(config, output)
-    last = output / "checkpoints" / "last.ckpt"
     trainer.fit(module, data, ckpt_path=last if last.is_file() else None)
     validation = trainer.validate(module, datamodule=data, verbose=False)[0]
     metrics = {key: float(value) for key, value in validation.items()}

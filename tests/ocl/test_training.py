@@ -104,12 +104,29 @@ def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(clevrer_root,
     assert whole.keys() == resumed.keys()
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
-    # The learning curve survives the crash: every step the whole run logged is in the CSV.
-    def logged_steps(run):
+    # The learning curve survives the crash, and the steps logged between the last checkpoint
+    # and the crash are not there twice.
+    def logged_training_steps(run):
         with (tmp_path / run / "csv" / "metrics.csv").open(newline="") as file:
-            return {row["step"] for row in csv.DictReader(file)}
+            return [(row["step"], row["train/loss"]) for row in csv.DictReader(file)
+                    if row["train/loss"]]
 
-    assert logged_steps("whole") <= logged_steps("resumed")
+    assert logged_training_steps("resumed") == logged_training_steps("whole")
+
+
+def test_a_run_resumes_only_with_the_same_settings(clevrer_root, tmp_path):
+    output = tmp_path / "run"
+    config = training_config(clevrer_root, output, max_steps=4)
+    ocl.train.train(config)
+    config.losses.slot_contrast = 0.1
+    config.optim.learning_rate = 1e-3
+    with pytest.raises(ValueError, match=r"losses\.slot_contrast: 0\.5 there, 0\.1 now; "
+                                         r"optim\.learning_rate: 0\.002 there, 0\.001 now"):
+        ocl.train.train(config)
+    assert "slot_contrast: 0.5" in (output / "config.yaml").read_text()  # not overwritten
+    rerun = training_config(clevrer_root, output, max_steps=4)
+    rerun.trainer.stop_at_step = 2  # does not change the weights: allowed
+    assert ocl.train.train(rerun).keys() >= {"val/ari", "val/fg_ari"}
 
 
 def test_preloaded_frames_give_the_same_clips(clevrer_root, tmp_path):
