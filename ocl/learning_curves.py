@@ -21,8 +21,8 @@ METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept", "val/back
 
 
 def read_log(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every logged column as (step, value) pairs, in step order. A step logged twice (between
-    the last checkpoint and a crash, then again after the resume) keeps its later value."""
+    """Every logged column as (step, value) pairs, in step order; a step logged twice keeps its
+    later value."""
     path = run / "csv" / "metrics.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no CSV log at {path}")
