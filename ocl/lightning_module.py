@@ -9,7 +9,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from ocl.learning_rate import warmup_cosine
-from ocl.losses import LossWeights, smoothsa_losses
+from ocl.losses import LossWeights, slot_contrast_head, smoothsa_losses
 from ocl.metrics import attention_to_segmentation, object_discovery_metrics
 from ocl.modeling import SmoothSAModel, SmoothSAOutput
 from ocl.training_config import OptimConfig
@@ -32,6 +32,8 @@ class SmoothSATraining(L.LightningModule):
     ):
         super().__init__()
         self.model = model
+        self.contrast_head = (slot_contrast_head(model.config.slot_dim)
+                              if losses.slot_contrast_head else None)
         self.optim = optim
         self.loss_weights = losses
         self.seed = seed
@@ -46,7 +48,7 @@ class SmoothSATraining(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         output = self.model(batch["frames"])
-        losses = smoothsa_losses(output, self.loss_weights)
+        losses = smoothsa_losses(output, self.loss_weights, self.contrast_head)
         if not torch.isfinite(losses.total):
             raise FloatingPointError(
                 f"loss is {losses.total.item()} at step {self.global_step} (reconstruction "
@@ -83,7 +85,7 @@ class SmoothSATraining(L.LightningModule):
         self.validation_metrics.reset()
 
     def configure_optimizers(self):
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        parameters = [p for p in self.parameters() if p.requires_grad]  # the model and head
         optimizer = torch.optim.Adam(parameters, lr=self.optim.learning_rate)
         factor = warmup_cosine(
             self.optim.max_steps, self.optim.warmup_fraction,

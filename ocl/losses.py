@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from ocl.modeling import SmoothSAOutput
 
@@ -19,6 +20,9 @@ class LossWeights:
     preheat: weight of MSE(initial queries, converged slots), the self-distillation.
     slot_contrast: weight of SlotContrast between consecutive frames' slots (videos only).
     slot_contrast_temperature: its softmax temperature.
+    slot_contrast_head: compare the slots through a trained projection head (an MLP D->2D->D,
+        trained with the encoder but not part of it) instead of directly, so the contrast can
+        shape the head's output rather than everything the slots hold.
     mask_prediction: weight of the cross-entropy of the broadcast decoder's own alpha against
         Slot Attention's masks it composed with (`broadcast_alpha: slot_attention` only).
     """
@@ -26,12 +30,19 @@ class LossWeights:
     preheat: float = 100.0
     slot_contrast: float = 0.5
     slot_contrast_temperature: float = 0.1
+    slot_contrast_head: bool = False
     mask_prediction: float = 0.01
 
     def __post_init__(self):
         if (min(self.preheat, self.slot_contrast, self.mask_prediction) < 0
                 or self.slot_contrast_temperature <= 0):
             raise ValueError(f"loss weights must be >= 0 and the temperature > 0, got {self}")
+
+
+def slot_contrast_head(slot_dim: int) -> nn.Module:
+    """The projection head SlotContrast can compare slots through: `[...,D] -> [...,D]`."""
+    return nn.Sequential(nn.Linear(slot_dim, 2 * slot_dim), nn.GELU(),
+                         nn.Linear(2 * slot_dim, slot_dim))
 
 
 @dataclass
@@ -45,8 +56,11 @@ class SmoothSALosses:
     mask_prediction: torch.Tensor
 
 
-def smoothsa_losses(output: SmoothSAOutput, weights: LossWeights) -> SmoothSALosses:
-    """The loss of one forward pass, image- or video-shaped."""
+def smoothsa_losses(
+    output: SmoothSAOutput, weights: LossWeights, contrast_head: nn.Module | None = None
+) -> SmoothSALosses:
+    """The loss of one forward pass, image- or video-shaped; SlotContrast compares
+    `contrast_head(slots)` where a head is given."""
     reconstruction = F.mse_loss(output.reconstruction, output.target)
     zero = reconstruction.new_zeros(())
     preheat = zero
@@ -55,8 +69,9 @@ def smoothsa_losses(output: SmoothSAOutput, weights: LossWeights) -> SmoothSALos
         preheat = weights.preheat * F.mse_loss(output.initial_queries, converged.detach())
     slot_contrast = zero
     if output.slots.ndim == 4 and output.slots.shape[1] > 1 and weights.slot_contrast > 0:
+        compared = output.slots if contrast_head is None else contrast_head(output.slots)
         slot_contrast = weights.slot_contrast * slot_contrast_loss(
-            output.slots, weights.slot_contrast_temperature
+            compared, weights.slot_contrast_temperature
         )
     mask_prediction = zero
     if output.decoder_mask_logits is not None and weights.mask_prediction > 0:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ocl.losses import LossWeights, slot_contrast_loss, smoothsa_losses
+from ocl.losses import LossWeights, slot_contrast_head, slot_contrast_loss, smoothsa_losses
 from ocl.modeling import SmoothSAOutput
 
 
@@ -39,6 +39,19 @@ def test_slot_contrast_against_a_loop_over_frame_pairs_and_slots():
             logits = previous @ following[j] / 0.1
             terms.append(-torch.log_softmax(logits, 0)[j])
     torch.testing.assert_close(slot_contrast_loss(slots, 0.1), torch.stack(terms).mean())
+
+
+def test_slot_contrast_compares_the_slots_through_the_head():
+    slots = torch.eye(8).reshape(2, 1, 4, 8).expand(2, 3, 4, 8)  # 8 distinct slots
+    weights = LossWeights(slot_contrast=1.0)
+    direct = smoothsa_losses(output_with(slots), weights).slot_contrast
+    head = slot_contrast_head(8)
+    with torch.no_grad():  # a head that maps every slot to one vector: nothing to tell apart
+        head[-1].weight.zero_()
+        head[-1].bias.fill_(1.0)
+    through_head = smoothsa_losses(output_with(slots), weights, head).slot_contrast
+    assert through_head.item() == pytest.approx(math.log(2 * 4))  # uniform over b*n slots
+    assert direct.item() == pytest.approx(-math.log(math.exp(10) / (math.exp(10) + 7)), rel=1e-3)
 
 
 def test_smoothsa_losses_weights_and_terms():

@@ -151,6 +151,17 @@ def test_nan_loss_stops_training_with_a_clear_message():
         module.training_step({"frames": torch.rand(2, 2, 3, 32, 32)}, 0)
 
 
+def test_the_slot_contrast_head_trains_with_the_encoder_but_is_not_part_of_it():
+    model = SmoothSAModel(tiny_config("cnn", "broadcast"))
+    module = SmoothSATraining(model, OptimConfig(max_steps=10),
+                              LossWeights(slot_contrast_head=True))
+    trained = {id(p) for group in module.configure_optimizers()["optimizer"].param_groups
+               for p in group["params"]}
+    assert {id(p) for p in module.contrast_head.parameters()} <= trained
+    assert {id(p) for p in model.parameters()} <= trained
+    assert not any("contrast" in key for key in model.state_dict())
+
+
 def test_preheat_detach_schedule():
     model = SmoothSAModel(tiny_config("cnn", "broadcast"))
     module = SmoothSATraining(model, OptimConfig(max_steps=100, preheat_detach_fraction=0.1),
