@@ -77,7 +77,9 @@ def check_same_run(config: EncoderTrainingConfig, output: Path) -> None:
     if not saved.is_file():
         raise ValueError(f"{output} holds checkpoints but no config.yaml saying how they were "
                          "trained: give another trainer.output_dir, or delete the checkpoints")
-    before = dotted_settings(OmegaConf.to_container(OmegaConf.load(saved)))
+    # Settings the saved file lacks (added to the config since) take their defaults.
+    before = OmegaConf.merge(OmegaConf.structured(type(config)), OmegaConf.load(saved))
+    before = dotted_settings(OmegaConf.to_container(before))
     now = dotted_settings(OmegaConf.to_container(OmegaConf.structured(config)))
     differences = [
         f"{key}: {before.get(key)!r} there, {now.get(key)!r} now"

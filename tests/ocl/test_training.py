@@ -124,6 +124,9 @@ def test_a_run_resumes_only_with_the_same_settings(clevrer_root, tmp_path):
                                          r"optim\.learning_rate: 0\.002 there, 0\.001 now"):
         ocl.train.train(config)
     assert "slot_contrast: 0.5" in (output / "config.yaml").read_text()  # not overwritten
+    saved = output / "config.yaml"  # as saved before the setting existed: its default
+    saved.write_text(saved.read_text().replace("  slot_contrast_head: false\n", ""))
+    assert "slot_contrast_head" not in saved.read_text()
     rerun = training_config(clevrer_root, output, max_steps=4)
     rerun.trainer.stop_at_step = 2  # does not change the weights: allowed
     assert ocl.train.train(rerun).keys() >= {"val/ari", "val/fg_ari"}
