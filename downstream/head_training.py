@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from ocl.config_loading import flat_settings
 from ocl.learning_rate import warmup_cosine
 from tasks.bad_input import BadInputError
 
@@ -408,12 +409,7 @@ def print_table(metrics: dict[str, float], title: str = "metric") -> None:
         print(f"{key:<{width}}{value:>10.4f}")
 
 
-def flat_scalars(values: dict, prefix: str = "") -> dict:
+def flat_scalars(values: dict) -> dict:
     """Nested dicts flattened to `a/b` keys with scalar values (TensorBoard's hparams)."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flat_scalars(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix + key] = value
-    return flat
+    return {key: value for key, value in flat_settings(values, separator="/").items()
+            if isinstance(value, (int, float, str, bool))}

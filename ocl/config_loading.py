@@ -58,3 +58,15 @@ def parse_config_arguments(
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.max_steps=500")
     args = parser.parse_args(argv)
     return load_config(config_type, args.config, args.overrides)
+
+
+def flat_settings(values: dict, separator: str = ".", prefix: str = "") -> dict:
+    """Nested settings (e.g. `dataclasses.asdict` of a config) flattened to `section.key` names
+    (joined by `separator`)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, separator, f"{prefix}{key}{separator}"))
+        else:
+            flat[prefix + key] = value
+    return flat

@@ -14,16 +14,21 @@ each step are the same.) The trained encoder is written with `save_pretrained` t
 import csv
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from omegaconf import OmegaConf
 
 from ocl.checkpoint_export import save_encoder
-from ocl.config_loading import config_to_yaml, parse_config_arguments
+from ocl.config_loading import (
+    config_to_yaml,
+    flat_settings,
+    load_config,
+    parse_config_arguments,
+)
 from ocl.configuration import SmoothSAConfig
 from ocl.lightning_module import SmoothSATraining
 from ocl.modeling import SmoothSAModel
@@ -78,9 +83,8 @@ def check_same_run(config: EncoderTrainingConfig, output: Path) -> None:
         raise ValueError(f"{output} holds checkpoints but no config.yaml saying how they were "
                          "trained: give another trainer.output_dir, or delete the checkpoints")
     # Settings the saved file lacks (added to the config since) take their defaults.
-    before = OmegaConf.merge(OmegaConf.structured(type(config)), OmegaConf.load(saved))
-    before = dotted_settings(OmegaConf.to_container(before))
-    now = dotted_settings(OmegaConf.to_container(OmegaConf.structured(config)))
+    before = flat_settings(asdict(load_config(type(config), saved)))
+    now = flat_settings(asdict(config))
     differences = [
         f"{key}: {before.get(key)!r} there, {now.get(key)!r} now"
         for key in sorted(before.keys() | now.keys())
@@ -91,17 +95,6 @@ def check_same_run(config: EncoderTrainingConfig, output: Path) -> None:
             f"{output} holds checkpoints of a run with other settings ("
             + "; ".join(differences) + "): give another trainer.output_dir, or the same settings"
         )
-
-
-def dotted_settings(values: dict, prefix: str = "") -> dict:
-    """Nested settings flattened to `section.key` names."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(dotted_settings(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
