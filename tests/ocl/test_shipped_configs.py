@@ -29,21 +29,32 @@ def test_config_builds_a_model_that_runs(path):
     assert output.slots.shape == (1, frames, model.config.num_slots, model.config.slot_dim)
 
 
-SHIPPED_ENCODER = Path(__file__).resolve().parents[2] / "models" / "clevrer_sim_small"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-def test_the_shipped_small_encoder_is_the_small_config_and_encodes_a_video():
+@pytest.mark.parametrize("folder", ["clevrer_sim_small", "clevrer_sim_small_contrast"])
+def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(folder):
     from downstream.slot_encoding import load_frozen_encoder
 
-    encoder, identity = load_frozen_encoder(str(SHIPPED_ENCODER))
+    encoder, identity = load_frozen_encoder(str(MODELS / folder))
     config = load_config(EncoderTrainingConfig, CONFIGS[0].with_name("clevrer_sim_small.yaml"))
     for name, value in config.model.items():
         shipped = getattr(encoder.config, name)
         assert (list(shipped) if isinstance(shipped, tuple) else shipped) == value, name
-    assert identity.encoder_id == "clevrer_sim_small"
+    assert identity.encoder_id == folder
     assert not any(parameter.requires_grad for parameter in encoder.parameters())
     video = torch.rand(1, 4, 3, *encoder.config.image_size, generator=torch.manual_seed(0))
     first = encoder(video, generator=torch.Generator().manual_seed(0), decode=False).slots
     again = encoder(video, generator=torch.Generator().manual_seed(0), decode=False).slots
     assert first.shape == (1, 4, 7, 64) and torch.isfinite(first).all()
     torch.testing.assert_close(first, again)
+
+
+def test_the_contrast_encoder_is_fine_tuned_not_copied():
+    from safetensors.torch import load_file
+
+    small = load_file(MODELS / "clevrer_sim_small" / "model.safetensors")
+    contrast = load_file(MODELS / "clevrer_sim_small_contrast" / "model.safetensors")
+    assert small.keys() == contrast.keys()
+    changed = [key for key in small if not torch.equal(small[key], contrast[key])]
+    assert len(changed) > len(small) // 2
