@@ -19,6 +19,13 @@ sequence over the answers; the multiple-choice head gives one logit per question
 from its CLS output: the choice is "correct" when its logit is > 0.
 
 With `use_slots=False` there are no slot tokens: the question-only baseline.
+
+Aloe's self-supervised objective (`predicts_masked_slots`): in training, some slot tokens of a
+video are masked (their projected slot replaced by a learned mask embedding, the frame-time and
+slot-index embeddings kept), and a linear head maps the question sequence's output at every slot
+position back to slot space, `[b,t,n,d]`; `downstream/vqa_task.py` scores the masked ones against
+all slots of the same video (a contrastive loss). Predicting a slot from the other frames and
+slots asks the transformer for the scene's dynamics, which the questions alone teach slowly.
 """
 
 from dataclasses import dataclass
@@ -48,6 +55,8 @@ class ReasonerConfig(PretrainedConfig):
         GELU feed-forward of `intermediate_size`).
     dropout: in attention, feed-forward and on the input embeddings.
     initializer_range: standard deviation of the normal initialisation of weights.
+    predicts_masked_slots: a mask embedding and a head predicting slots at slot positions
+        (module docstring); needs use_slots.
     """
 
     model_type = "clevrer_reasoner"
@@ -65,6 +74,7 @@ class ReasonerConfig(PretrainedConfig):
     intermediate_size: int = 512
     dropout: float = 0.1
     initializer_range: float = 0.02
+    predicts_masked_slots: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -78,6 +88,9 @@ class ReasonerConfig(PretrainedConfig):
                              f"{self.num_heads}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.predicts_masked_slots and not self.use_slots:
+            raise ValueError("predicts_masked_slots needs use_slots: the question-only "
+                             "reasoner has no slots to mask")
 
 
 @dataclass
@@ -86,10 +99,13 @@ class ReasonerOutput:
 
     descriptive_logits: `[b,a]` scores of the descriptive answers, for every question.
     choice_logits: `[c]` one score per question+choice sequence; > 0 means "correct".
+    slot_predictions: `[b,t,n,d]` the slots predicted at every slot position of each question's
+        own sequence (None unless the config `predicts_masked_slots`).
     """
 
     descriptive_logits: torch.Tensor
     choice_logits: torch.Tensor
+    slot_predictions: torch.Tensor | None = None
 
 
 class SlotEmbedding(nn.Module):
@@ -104,7 +120,10 @@ class SlotEmbedding(nn.Module):
         self.max_frames, self.max_slots = config.max_frames, config.max_slots
         self.slot_dim = config.slot_dim
 
-    def forward(self, slots: torch.Tensor, slot_type: torch.Tensor) -> torch.Tensor:
+    def forward(self, slots: torch.Tensor, slot_type: torch.Tensor,
+                masked: torch.Tensor | None = None,
+                mask_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """`masked`: `[b,t,n]` bool, slots whose projection `mask_embedding` `[h]` replaces."""
         _, num_frames, num_slots, slot_dim = slots.shape
         if num_frames > self.max_frames or num_slots > self.max_slots or slot_dim != self.slot_dim:
             raise ValueError(
@@ -113,7 +132,11 @@ class SlotEmbedding(nn.Module):
             )
         frames = self.frame_time.weight[:num_frames, None]  # [t,1,h]
         indices = self.slot_index.weight[None, :num_slots]  # [1,n,h]
-        tokens = self.project(slots.to(self.project.weight.dtype)) + frames + indices + slot_type
+        projected = self.project(slots.to(self.project.weight.dtype))
+        if masked is not None:
+            projected = torch.where(masked[..., None], mask_embedding.to(projected.dtype),
+                                    projected)
+        tokens = projected + frames + indices + slot_type
         return rearrange(tokens, "b t n h -> b (t n) h")
 
 
@@ -160,6 +183,9 @@ class ReasonerModel(PreTrainedModel):
                                              enable_nested_tensor=False)
         self.descriptive_head = nn.Linear(config.hidden_size, config.num_answers)
         self.choice_head = nn.Linear(config.hidden_size, 1)
+        if config.predicts_masked_slots:
+            self.mask_embedding = nn.Parameter(torch.zeros(config.hidden_size))
+            self.slot_prediction_head = nn.Linear(config.hidden_size, config.slot_dim)
         self.post_init()
 
     def forward(
@@ -172,6 +198,7 @@ class ReasonerModel(PreTrainedModel):
         choice_to_question: torch.Tensor,
         slots: torch.Tensor | None = None,
         present_slots: torch.Tensor | None = None,
+        masked_slots: torch.Tensor | None = None,
     ) -> ReasonerOutput:
         """Answers b questions and scores their c choices.
 
@@ -183,7 +210,12 @@ class ReasonerModel(PreTrainedModel):
             slots: `[b,t,n,d]` the slots of each question's video (None for question-only).
             present_slots: `[b,n]` bool, False for a slot no token may attend to in any frame
                 (padding; a rollout's removed slot); None: every slot takes part.
+            masked_slots: `[b,t,n]` bool, slot tokens shown as the mask embedding in all of a
+                question's sequences (needs `predicts_masked_slots`); None: none.
         """
+        if masked_slots is not None and not self.config.predicts_masked_slots:
+            raise ValueError("masked_slots given to a reasoner built without "
+                             "predicts_masked_slots")
         if (slots is None) == self.config.use_slots:
             raise ValueError("this reasoner was built with use_slots="
                              f"{self.config.use_slots}, but slots were "
@@ -198,7 +230,8 @@ class ReasonerModel(PreTrainedModel):
         tokens = [self.text(words, segments, self.token_types)]  # [s,l,h]
         masks = [real]
         if slots is not None:
-            slot_tokens = self.slots(slots, self.token_types.weight[SLOT_TYPE])  # [b,(t n),h]
+            slot_tokens = self.slots(slots, self.token_types.weight[SLOT_TYPE], masked_slots,
+                                     getattr(self, "mask_embedding", None))  # [b,(t n),h]
             owners = torch.cat([torch.arange(num_questions, device=slots.device),
                                 choice_to_question])
             tokens.insert(0, slot_tokens[owners])
@@ -209,10 +242,17 @@ class ReasonerModel(PreTrainedModel):
         cls = self.token_types.weight[CLS_TYPE].expand(len(words), 1, -1)
         sequence = self.embedding_dropout(torch.cat([cls, *tokens], dim=1))
         attended = torch.cat([real.new_ones(len(words), 1), *masks], dim=1)
-        hidden = self.encoder(sequence, src_key_padding_mask=~attended)[:, 0]  # [s,h]
+        hidden = self.encoder(sequence, src_key_padding_mask=~attended)  # [s,1+...,h]
+        cls_output = hidden[:, 0]
+        slot_predictions = None
+        if self.config.predicts_masked_slots:
+            at_slots = hidden[:num_questions, 1:1 + slots.shape[1] * slots.shape[2]]
+            slot_predictions = rearrange(self.slot_prediction_head(at_slots),
+                                         "b (t n) d -> b t n d", t=slots.shape[1])
         return ReasonerOutput(
-            descriptive_logits=self.descriptive_head(hidden[:num_questions]),
-            choice_logits=self.choice_head(hidden[num_questions:]).squeeze(-1),
+            descriptive_logits=self.descriptive_head(cls_output[:num_questions]),
+            choice_logits=self.choice_head(cls_output[num_questions:]).squeeze(-1),
+            slot_predictions=slot_predictions,
         )
 
 

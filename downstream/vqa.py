@@ -60,7 +60,7 @@ from downstream.vqa_default import (  # noqa: E402
     PrepareConfig,
     prepare_default_data,
 )
-from downstream.vqa_task import VqaTask, predict_answers  # noqa: E402
+from downstream.vqa_task import VqaLossConfig, VqaTask, predict_answers  # noqa: E402
 from ocl.config_loading import config_to_yaml, load_config  # noqa: E402
 from tasks.bad_input import BadInputError  # noqa: E402
 from tasks.clevrer import (  # noqa: E402
@@ -156,16 +156,21 @@ class ReasonerSettings:
 
 @dataclass
 class VqaConfig:
-    """A VQA experiment: data, reasoner, training and (for the default) data preparation."""
+    """A VQA experiment: data, reasoner, loss, training and (for the default) data
+    preparation."""
 
     data: VqaDataConfig = field(default_factory=VqaDataConfig)
     model: ReasonerSettings = field(default_factory=ReasonerSettings)
+    loss: VqaLossConfig = field(default_factory=VqaLossConfig)
     training: HeadTrainingConfig = field(
         default_factory=lambda: HeadTrainingConfig(output_dir="runs/vqa")
     )
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
 
     def __post_init__(self):
+        if self.loss.masked_slot_weight and self.data.inputs == "none":
+            raise ValueError("loss.masked_slot_weight needs something to mask: the question-only "
+                             "baseline (data.inputs=none) reads no slots")
         if self.prepare.enabled:
             return  # prepare sets clevrer_root and slots
         if not self.data.clevrer_root:
@@ -218,7 +223,7 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
         write_test_submission(trained, data.submission, collate, config, accelerator)
 
     sources = {name: getattr(config.data, name) for name in ("slots", "rollout", "encoder")}
-    metrics = train_head(model, VqaTask(), data.train, data.evaluation, collate,
+    metrics = train_head(model, VqaTask(config.loss), data.train, data.evaluation, collate,
                          config.training, accelerator, evaluation_sharding="disjoint",
                          finish=write_submission_file if data.submission is not None else None,
                          inputs=run_inputs(config.data, sources))
@@ -289,6 +294,7 @@ def reasoner_config(config: VqaConfig, data: VqaData) -> ReasonerConfig:
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
         dropout=settings.dropout,
+        predicts_masked_slots=features is not None and config.loss.masked_slot_weight > 0,
     )
 
 

@@ -10,13 +10,23 @@ Every question weighs the same, whatever its type and number of choices. The los
 questions divided by b, which the configuration fixes (every micro-batch holds b = batch_size /
 (processes x accumulation) questions), so the gradient of a step is the same however its global
 batch is split over processes and accumulation steps.
+
+With `loss.masked_slot_weight` > 0 (Aloe's self-supervised objective), each present slot token of
+a training batch is masked with probability `masked_slot_probability`, and the weight times the
+masked-slot loss is added: for each masked slot, the cross-entropy of picking it out of all the
+present slots of its video, every frame, by the cosine of the reasoner's prediction
+(`ReasonerOutput.slot_predictions`) with each, over `masked_slot_temperature`; a mean over the
+micro-batch's masked slots. Negatives from the same slot at other frames make it a question of
+when as much as which.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from einops import rearrange
 
 from downstream.clevrer_metrics import ClevrerAccuracy
 from downstream.reasoner import ReasonerModel, ReasonerOutput
@@ -25,8 +35,34 @@ from tasks.collate import QuestionBatch
 from tasks.questions import QUESTION_TYPES, AnswerVocabulary
 
 
-def reasoner_output(model: ReasonerModel, batch: QuestionBatch) -> ReasonerOutput:
-    """The reasoner on a collated batch."""
+@dataclass
+class VqaLossConfig:
+    """The training loss's optional self-supervised part (module docstring).
+
+    masked_slot_weight: weight of the masked-slot loss (0: off; Aloe's objective).
+    masked_slot_probability: chance that a present slot token is masked in training.
+    masked_slot_temperature: the contrast's temperature over cosine similarities.
+    """
+
+    masked_slot_weight: float = 0.0
+    masked_slot_probability: float = 0.15
+    masked_slot_temperature: float = 0.1
+
+    def __post_init__(self):
+        if self.masked_slot_weight < 0:
+            raise ValueError(f"loss.masked_slot_weight must be >= 0, got "
+                             f"{self.masked_slot_weight}")
+        if not 0 < self.masked_slot_probability < 1:
+            raise ValueError(f"loss.masked_slot_probability must be in (0, 1), got "
+                             f"{self.masked_slot_probability}")
+        if self.masked_slot_temperature <= 0:
+            raise ValueError(f"loss.masked_slot_temperature must be > 0, got "
+                             f"{self.masked_slot_temperature}")
+
+
+def reasoner_output(model: ReasonerModel, batch: QuestionBatch,
+                    masked_slots: torch.Tensor | None = None) -> ReasonerOutput:
+    """The reasoner on a collated batch; `masked_slots` `[b,t,n]` as `ReasonerModel.forward`."""
     return model(
         question_tokens=batch.question_tokens,
         question_attention_mask=batch.question_attention_mask,
@@ -36,6 +72,7 @@ def reasoner_output(model: ReasonerModel, batch: QuestionBatch) -> ReasonerOutpu
         choice_to_question=batch.choice_to_question,
         slots=batch.slots,
         present_slots=batch.present_slots,
+        masked_slots=masked_slots,
     )
 
 
@@ -55,12 +92,59 @@ def vqa_losses(output: ReasonerOutput, batch: QuestionBatch) -> dict[str, torch.
             "choice_loss": choice.detach()}
 
 
+def sample_masked_slots(present: torch.Tensor, num_frames: int,
+                        probability: float) -> torch.Tensor:
+    """`[b,t,n]` bool: each present slot token masked with `probability` (the global RNG).
+
+    present: `[b,n]` bool, the slots that take part in each question's video.
+    """
+    draws = torch.rand(present.shape[0], num_frames, present.shape[1], device=present.device)
+    return (draws < probability) & present[:, None]
+
+
+def masked_slot_loss(predictions: torch.Tensor, slots: torch.Tensor, masked: torch.Tensor,
+                     present: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The mean cross-entropy of finding each masked slot among its video's present slots.
+
+    predictions, slots: `[b,t,n,d]` the reasoner's predictions and the true slots.
+    masked: `[b,t,n]` bool, the slots to score; present: `[b,n]` bool, the candidates (every
+    frame of a present slot). Zero when nothing is masked.
+    """
+    num_frames = slots.shape[1]
+    predicted = F.normalize(rearrange(predictions.float(), "b t n d -> b (t n) d"), dim=-1)
+    truth = F.normalize(rearrange(slots.float(), "b t n d -> b (t n) d"), dim=-1)
+    logits = torch.einsum("bid,bjd->bij", predicted, truth) / temperature  # [b,(t n),(t n)]
+    candidates = rearrange(present[:, None].expand(-1, num_frames, -1), "b t n -> b 1 (t n)")
+    logits = logits.masked_fill(~candidates, torch.finfo(logits.dtype).min)
+    targets = torch.arange(logits.shape[1], device=logits.device).expand(len(logits), -1)
+    rows = rearrange(masked, "b t n -> b (t n)")
+    if not rows.any():
+        return logits.new_zeros(())
+    return F.cross_entropy(logits[rows], targets[rows])
+
+
 class VqaTask:
     """The reasoner's `HeadTask`: evaluation wants `evaluation_sharding="disjoint"` (its metric
     states sum over processes)."""
 
+    def __init__(self, loss: VqaLossConfig | None = None):
+        self.loss = loss or VqaLossConfig()
+
     def training_loss(self, model: ReasonerModel, batch: QuestionBatch) -> dict:
-        return vqa_losses(reasoner_output(model, batch), batch)
+        if not self.loss.masked_slot_weight or batch.slots is None:
+            return vqa_losses(reasoner_output(model, batch), batch)
+        present = (batch.present_slots.bool() if batch.present_slots is not None else
+                   torch.ones(batch.slots.shape[0], batch.slots.shape[2], dtype=torch.bool,
+                              device=batch.slots.device))
+        masked = sample_masked_slots(present, batch.slots.shape[1],
+                                     self.loss.masked_slot_probability)
+        output = reasoner_output(model, batch, masked)
+        losses = vqa_losses(output, batch)
+        masked_loss = masked_slot_loss(output.slot_predictions, batch.slots, masked, present,
+                                       self.loss.masked_slot_temperature)
+        losses["loss"] = losses["loss"] + self.loss.masked_slot_weight * masked_loss
+        losses["masked_slot_loss"] = masked_loss.detach()
+        return losses
 
     def evaluate(self, model: ReasonerModel, batches: Iterable[QuestionBatch],
                  accelerator: Accelerator) -> dict[str, float]:
