@@ -20,12 +20,13 @@ from its CLS output: the choice is "correct" when its logit is > 0.
 
 With `use_slots=False` there are no slot tokens: the question-only baseline.
 
-Aloe's self-supervised objective (`predicts_masked_slots`): in training, some slot tokens of a
-video are masked (their projected slot replaced by a learned mask embedding, the frame-time and
-slot-index embeddings kept), and a linear head maps the question sequence's output at every slot
-position back to slot space, `[b,t,n,d]`; `downstream/vqa_task.py` scores the masked ones against
-all slots of the same video (a contrastive loss). Predicting a slot from the other frames and
-slots asks the transformer for the scene's dynamics, which the questions alone teach slowly.
+An Aloe-style self-supervised objective (`predicts_masked_slots`): in training, some slot
+tokens of a video are masked (their projected slot replaced by a learned mask embedding, the
+frame-time and slot-index embeddings kept), and a linear head maps the question sequence's output
+at every slot position back to slot space, `[b,t,n,d]`; `downstream/vqa_task.py` scores the
+masked ones against all slots of the same video (a contrastive loss). Predicting a slot from the
+other frames and slots asks the transformer for the scene's dynamics, which the questions alone
+teach slowly.
 """
 
 from dataclasses import dataclass

@@ -11,10 +11,10 @@ questions divided by b, which the configuration fixes (every micro-batch holds b
 (processes x accumulation) questions), so the gradient of a step is the same however its global
 batch is split over processes and accumulation steps.
 
-With `loss.masked_slot_weight` > 0 (Aloe's self-supervised objective), each present slot token of
-a training batch is masked with probability `masked_slot_probability`, and the weight times the
-masked-slot loss is added: for each masked slot, the cross-entropy of picking it out of all the
-present slots of its video, every frame, by the cosine of the reasoner's prediction
+With `loss.masked_slot_weight` > 0 (an Aloe-style self-supervised objective), each present slot
+token of a training batch is masked with probability `masked_slot_probability`, and the weight
+times the masked-slot loss is added: for each masked slot, the cross-entropy of picking it out of
+all the present slots of its video, every frame, by the cosine of the reasoner's prediction
 (`ReasonerOutput.slot_predictions`) with each, over `masked_slot_temperature`; a mean over the
 micro-batch's masked slots. Negatives from the same slot at other frames make it a question of
 when as much as which.
@@ -39,7 +39,7 @@ from tasks.questions import QUESTION_TYPES, AnswerVocabulary
 class VqaLossConfig:
     """The training loss's optional self-supervised part (module docstring).
 
-    masked_slot_weight: weight of the masked-slot loss (0: off; Aloe's objective).
+    masked_slot_weight: weight of the masked-slot loss (0: off).
     masked_slot_probability: chance that a present slot token is masked in training.
     masked_slot_temperature: the contrast's temperature over cosine similarities.
     """
