@@ -236,9 +236,7 @@ class ReasonerModel(PreTrainedModel):
             owners = torch.cat([torch.arange(num_questions, device=slots.device),
                                 choice_to_question])
             tokens.insert(0, slot_tokens[owners])
-            if present_slots is None:
-                present_slots = real.new_ones(slots.shape[0], slots.shape[2])
-            masks.insert(0, repeat(present_slots.bool(), "b n -> b (t n)",
+            masks.insert(0, repeat(present_slot_mask(slots, present_slots), "b n -> b (t n)",
                                    t=slots.shape[1])[owners])
         cls = self.token_types.weight[CLS_TYPE].expand(len(words), 1, -1)
         sequence = self.embedding_dropout(torch.cat([cls, *tokens], dim=1))
@@ -255,6 +253,13 @@ class ReasonerModel(PreTrainedModel):
             choice_logits=self.choice_head(cls_output[num_questions:]).squeeze(-1),
             slot_predictions=slot_predictions,
         )
+
+
+def present_slot_mask(slots: torch.Tensor, present_slots: torch.Tensor | None) -> torch.Tensor:
+    """`[b,n]` bool, the slots of `slots` `[b,t,n,d]` that take part: `present_slots`, or all."""
+    if present_slots is None:
+        return torch.ones(slots.shape[0], slots.shape[2], dtype=torch.bool, device=slots.device)
+    return present_slots.bool()
 
 
 def pad_to(values: torch.Tensor, length: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from accelerate import Accelerator
 from einops import rearrange
 
 from downstream.clevrer_metrics import ClevrerAccuracy
-from downstream.reasoner import ReasonerModel, ReasonerOutput
+from downstream.reasoner import ReasonerModel, ReasonerOutput, present_slot_mask
 from downstream.submission import Prediction
 from tasks.collate import QuestionBatch
 from tasks.questions import QUESTION_TYPES, AnswerVocabulary
@@ -133,9 +133,7 @@ class VqaTask:
     def training_loss(self, model: ReasonerModel, batch: QuestionBatch) -> dict:
         if not self.loss.masked_slot_weight or batch.slots is None:
             return vqa_losses(reasoner_output(model, batch), batch)
-        present = (batch.present_slots.bool() if batch.present_slots is not None else
-                   torch.ones(batch.slots.shape[0], batch.slots.shape[2], dtype=torch.bool,
-                              device=batch.slots.device))
+        present = present_slot_mask(batch.slots, batch.present_slots)
         masked = sample_masked_slots(present, batch.slots.shape[1],
                                      self.loss.masked_slot_probability)
         output = reasoner_output(model, batch, masked)

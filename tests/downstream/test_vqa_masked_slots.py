@@ -1,5 +1,5 @@
-"""Aloe's masked-slot objective: the loss on hand-made predictions, the masked tokens, the head,
-and a run that trains with it."""
+"""The Aloe-style masked-slot objective: the loss on hand-made predictions, the masked tokens,
+the head, and a run that trains with it."""
 
 import pytest
 import torch
