@@ -15,6 +15,7 @@ import csv
 import json
 import os
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -68,8 +69,8 @@ def checkpoint_step(path: Path) -> int:
 
 
 RESUMABLE_CHANGES = frozenset({
-    "trainer.output_dir", "trainer.stop_at_step", "data.cache_dir", "data.num_workers",
-    "data.preload",
+    "trainer.output_dir", "trainer.stop_at_step", "trainer.max_minutes", "data.cache_dir",
+    "data.num_workers", "data.preload",
 })
 
 
@@ -112,6 +113,8 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
         precision=precision,
         gradient_clip_val=config.optim.gradient_clip,
         max_epochs=-1,
+        max_time=timedelta(minutes=trainer_config.max_minutes) if trainer_config.max_minutes
+        else None,
         reload_dataloaders_every_n_epochs=1,
         check_val_every_n_epoch=trainer_config.validation_every // trainer_config.checkpoint_every,
         num_sanity_val_steps=0,

@@ -87,6 +87,9 @@ class TrainerConfig:
     segmentation_from: masks scored against the ground truth: "decoder" or "slot_attention".
     stop_at_step: end the run after this step, before the schedule of optim.max_steps has run
         out (0: at optim.max_steps); the learning rate follows the full schedule until then.
+    max_minutes: end the run after this much training time, counted over resumes (0: no
+        limit), then validate and export as at the last step: for a fixed budget on a lent
+        machine whose speed is not known beforehand. The schedule still follows optim.max_steps.
     """
 
     output_dir: str = "runs/encoder"
@@ -98,10 +101,13 @@ class TrainerConfig:
     accelerator: str = "auto"
     segmentation_from: str = "decoder"
     stop_at_step: int = 0
+    max_minutes: float = 0.0
 
     def __post_init__(self):
         if self.stop_at_step < 0:
             raise ValueError(f"trainer.stop_at_step must be >= 0, got {self.stop_at_step}")
+        if not self.max_minutes >= 0:
+            raise ValueError(f"trainer.max_minutes must be >= 0, got {self.max_minutes}")
         if self.checkpoint_every < 1 or self.validation_every % self.checkpoint_every:
             raise ValueError(
                 f"trainer.validation_every ({self.validation_every}) must be a multiple of "

@@ -1,6 +1,7 @@
 """Encoder training with Lightning on a tiny generated CLEVRER-layout set."""
 
 import csv
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -268,3 +269,20 @@ def test_evaluated_encoders_keep_apart_in_the_table():
     assert encoder_names(["runs/a/encoder", "runs/b/encoder500"]) == ["a", "encoder500"]
     assert encoder_names(["runs/a/step500", "runs/b/step500"]) == ["runs/a/step500",
                                                                    "runs/b/step500"]
+
+
+def test_max_minutes_ends_a_run_on_time_then_validates_and_exports(clevrer_root, tmp_path,
+                                                                   monkeypatch):
+    class Slow(ocl.train.L.Callback):
+        def on_train_batch_end(self, *args):
+            time.sleep(0.1)
+
+    config = training_config(clevrer_root, tmp_path / "run")  # 12 steps
+    config.trainer.max_minutes = 0.25 / 60  # a quarter of a second: two or three steps
+    with trainers_with(monkeypatch, Slow()):
+        metrics = ocl.train.train(config)
+    assert 1 <= len(logged_losses(tmp_path / "run")) < 6
+    assert metrics.keys() >= {"val/ari", "val/fg_ari"}
+    assert (tmp_path / "run" / "encoder" / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match=r"trainer\.max_minutes must be >= 0, got -1"):
+        TrainerConfig(max_minutes=-1)
