@@ -32,7 +32,9 @@ def test_config_builds_a_model_that_runs(path):
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-@pytest.mark.parametrize("folder", ["clevrer_sim_small", "clevrer_sim_small_contrast"])
+@pytest.mark.parametrize(
+    "folder", ["clevrer_sim_small", "clevrer_sim_small_contrast", "clevrer_sim_small_gpu"]
+)
 def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(folder):
     from downstream.slot_encoding import load_frozen_encoder
 
