@@ -47,7 +47,7 @@ class PrepareConfig:
     explanatory_per_video: int = SimConfig.explanatory_per_video
     predictive_per_video: int = SimConfig.predictive_per_video
     counterfactual_per_video: int = SimConfig.counterfactual_per_video
-    encoder: str = "models/clevrer_sim_small"
+    encoder: str = "models/clevrer_sim_small_gpu"
     frame_stride: int = 2
 
     def __post_init__(self):
