@@ -88,7 +88,7 @@ class TrainerConfig:
     stop_at_step: end the run after this step, before the schedule of optim.max_steps has run
         out (0: at optim.max_steps); the learning rate follows the full schedule until then.
     max_minutes: end the run after this much training time, counted over resumes (0: no
-        limit), then validate and export as at the last step: for a fixed budget on a lent
+        limit), then validate and export as at the last step: for a fixed budget on a
         machine whose speed is not known beforehand. The schedule still follows optim.max_steps.
     """
 
