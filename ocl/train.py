@@ -105,6 +105,7 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
         precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
+    budget = timedelta(minutes=trainer_config.max_minutes) if trainer_config.max_minutes else None
     return L.Trainer(
         max_steps=min(trainer_config.stop_at_step or config.optim.max_steps,
                       config.optim.max_steps),
@@ -113,8 +114,7 @@ def build_trainer(config: EncoderTrainingConfig, output: Path) -> L.Trainer:
         precision=precision,
         gradient_clip_val=config.optim.gradient_clip,
         max_epochs=-1,
-        max_time=timedelta(minutes=trainer_config.max_minutes) if trainer_config.max_minutes
-        else None,
+        max_time=budget,
         reload_dataloaders_every_n_epochs=1,
         check_val_every_n_epoch=trainer_config.validation_every // trainer_config.checkpoint_every,
         num_sanity_val_steps=0,
