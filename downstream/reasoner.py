@@ -8,7 +8,9 @@ Every sequence is `[CLS] + the slots of t frames + text`:
 - CLS: the token-type embedding "cls" alone;
 - a slot: Linear(d, h)(slot) + frame-time embedding[frame] + slot-index embedding[slot] + type
   "slot" (SmoothSA keeps a slot's index on the same object over a video, so the index means
-  something across frames);
+  something across frames); with `slot_tokens="track"`, one token per slot for the whole clip
+  instead: Linear(t d, h)(the slot's t frames, concatenated) + slot-index embedding + type "slot"
+  (n tokens instead of t n: an object's whole trajectory is one hop away from the question);
 - a word: word embedding + position embedding + type "question" or "choice" (the segment id).
 A slot marked absent (`present_slots`: padding, a rollout's removed slot) is attended by no
 token in any frame.
@@ -40,6 +42,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from tasks.questions import DESCRIPTIVE_ANSWERS
 
 CLS_TYPE, SLOT_TYPE, QUESTION_TYPE, CHOICE_TYPE = 0, 1, 2, 3
+SLOT_TOKENS: tuple[str, ...] = ("frame", "track")
 
 
 class ReasonerConfig(PretrainedConfig):
@@ -57,7 +60,9 @@ class ReasonerConfig(PretrainedConfig):
     dropout: in attention, feed-forward and on the input embeddings.
     initializer_range: standard deviation of the normal initialisation of weights.
     predicts_masked_slots: a mask embedding and a head predicting slots at slot positions
-        (module docstring); needs use_slots.
+        (module docstring); needs use_slots and frame tokens.
+    slot_tokens: "frame", a token per slot per frame (Aloe); "track", a token per slot holding
+        all its frames (module docstring).
     """
 
     model_type = "clevrer_reasoner"
@@ -76,6 +81,7 @@ class ReasonerConfig(PretrainedConfig):
     dropout: float = 0.1
     initializer_range: float = 0.02
     predicts_masked_slots: bool = False
+    slot_tokens: str = "frame"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -92,6 +98,12 @@ class ReasonerConfig(PretrainedConfig):
         if self.predicts_masked_slots and not self.use_slots:
             raise ValueError("predicts_masked_slots needs use_slots: the question-only "
                              "reasoner has no slots to mask")
+        if self.slot_tokens not in SLOT_TOKENS:
+            raise ValueError(f"slot_tokens must be one of {SLOT_TOKENS}, got "
+                             f"{self.slot_tokens!r}")
+        if self.predicts_masked_slots and self.slot_tokens != "frame":
+            raise ValueError("predicts_masked_slots masks a slot in single frames: it needs "
+                             "slot_tokens='frame'")
 
 
 @dataclass
@@ -111,15 +123,23 @@ class ReasonerOutput:
 
 class SlotEmbedding(nn.Module):
     """Slots `[b,t,n,d]` -> tokens `[b,(t n),h]`: a projection plus frame-time, slot-index and
-    token-type embeddings."""
+    token-type embeddings; for `slot_tokens="track"`, `[b,n,h]`: a projection of each slot's t
+    frames (zeros after the t-th up to max_frames) plus slot-index and token-type embeddings."""
 
     def __init__(self, config: ReasonerConfig):
         super().__init__()
-        self.project = nn.Linear(config.slot_dim, config.hidden_size)
-        self.frame_time = nn.Embedding(config.max_frames, config.hidden_size)
+        self.tracks = config.slot_tokens == "track"
+        width = config.max_frames * config.slot_dim if self.tracks else config.slot_dim
+        self.project = nn.Linear(width, config.hidden_size)
+        if not self.tracks:
+            self.frame_time = nn.Embedding(config.max_frames, config.hidden_size)
         self.slot_index = nn.Embedding(config.max_slots, config.hidden_size)
         self.max_frames, self.max_slots = config.max_frames, config.max_slots
         self.slot_dim = config.slot_dim
+
+    def tokens_per_slot(self, num_frames: int) -> int:
+        """How many tokens each slot of a `num_frames`-frame clip becomes."""
+        return 1 if self.tracks else num_frames
 
     def forward(self, slots: torch.Tensor, slot_type: torch.Tensor,
                 masked: torch.Tensor | None = None,
@@ -131,8 +151,12 @@ class SlotEmbedding(nn.Module):
                 f"slots of shape {list(slots.shape)} [b,t,n,d]: the reasoner takes t <= "
                 f"{self.max_frames}, n <= {self.max_slots}, d = {self.slot_dim}"
             )
-        frames = self.frame_time.weight[:num_frames, None]  # [t,1,h]
         indices = self.slot_index.weight[None, :num_slots]  # [1,n,h]
+        if self.tracks:
+            tracks = F.pad(slots, (0, 0, 0, 0, 0, self.max_frames - num_frames))
+            tracks = rearrange(tracks, "b t n d -> b n (t d)")
+            return self.project(tracks.to(self.project.weight.dtype)) + indices + slot_type
+        frames = self.frame_time.weight[:num_frames, None]  # [t,1,h]
         projected = self.project(slots.to(self.project.weight.dtype))
         if masked is not None:
             projected = torch.where(masked[..., None], mask_embedding.to(projected.dtype),
@@ -237,7 +261,7 @@ class ReasonerModel(PreTrainedModel):
                                 choice_to_question])
             tokens.insert(0, slot_tokens[owners])
             masks.insert(0, repeat(present_slot_mask(slots, present_slots), "b n -> b (t n)",
-                                   t=slots.shape[1])[owners])
+                                   t=self.slots.tokens_per_slot(slots.shape[1]))[owners])
         cls = self.token_types.weight[CLS_TYPE].expand(len(words), 1, -1)
         sequence = self.embedding_dropout(torch.cat([cls, *tokens], dim=1))
         attended = torch.cat([real.new_ones(len(words), 1), *masks], dim=1)

@@ -145,6 +145,8 @@ class ReasonerSettings:
 
     hidden_size, num_layers, num_heads, intermediate_size: a pre-norm transformer encoder.
     dropout: in attention, feed-forward and on the input embeddings.
+    slot_tokens: "frame", a token per slot per frame (Aloe); "track", one token per slot
+        holding its T frames (`downstream/reasoner.py`).
     """
 
     hidden_size: int = 128
@@ -152,6 +154,7 @@ class ReasonerSettings:
     num_heads: int = 4
     intermediate_size: int = 512
     dropout: float = 0.1
+    slot_tokens: str = "frame"
 
 
 @dataclass
@@ -293,7 +296,7 @@ def reasoner_config(config: VqaConfig, data: VqaData) -> ReasonerConfig:
         max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
-        dropout=settings.dropout,
+        dropout=settings.dropout, slot_tokens=settings.slot_tokens,
         predicts_masked_slots=features is not None and config.loss.masked_slot_weight > 0,
     )
 

@@ -1,5 +1,6 @@
 """The reasoner: shapes from its config, invariances of the sequences, bad input, round trip."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,9 +63,10 @@ def test_output_shapes():
     assert model()(**inputs(descriptive_only)).choice_logits.shape == (0,)
 
 
-def test_a_sequence_sees_only_its_own_question_slots_and_words():
+@pytest.mark.parametrize("slot_tokens", ["frame", "track"])
+def test_a_sequence_sees_only_its_own_question_slots_and_words(slot_tokens):
     """Reordering or dropping the other questions, and extra padding, change no logit."""
-    reasoner = model()
+    reasoner = model(slot_tokens=slot_tokens)
     items = rows()
     whole = reasoner(**inputs(QuestionCollator()(items)))
     alone = reasoner(**inputs(QuestionCollator()(items[1:2])))
@@ -92,6 +94,27 @@ def test_bad_input_is_named():
         model(vocabulary_size=10)(**inputs(batch))
     with pytest.raises(ValueError, match="hidden_size 16 is not divisible by num_heads 3"):
         tiny_config(num_heads=3)
+    with pytest.raises(ValueError, match="slot_tokens must be one of"):
+        tiny_config(slot_tokens="object")
+    with pytest.raises(ValueError, match="predicts_masked_slots .* needs slot_tokens='frame'"):
+        tiny_config(slot_tokens="track", predicts_masked_slots=True)
+
+
+def test_a_track_token_holds_a_slot_over_time():
+    """A slot's frames make one token: their order matters, a shorter clip reads as the same
+    clip padded with zero frames, and the sequence is n slot tokens long, not t n."""
+    reasoner = model(slot_tokens="track", max_frames=FRAMES + 2)
+    items = rows()
+    whole = reasoner(**inputs(QuestionCollator()(items)))
+    padded = [dict(item, slots=np.concatenate([item["slots"], np.zeros_like(item["slots"][:2])]))
+              for item in items]
+    torch.testing.assert_close(reasoner(**inputs(QuestionCollator()(padded))).choice_logits,
+                               whole.choice_logits)
+    reversed_time = [dict(item, slots=item["slots"][::-1].copy()) for item in items]
+    changed = reasoner(**inputs(QuestionCollator()(reversed_time)))
+    assert not torch.allclose(changed.descriptive_logits, whole.descriptive_logits)
+    tokens = reasoner.slots(QuestionCollator()(items).slots, torch.zeros(16))
+    assert tokens.shape == (3, SLOTS, 16)
 
 
 def test_save_and_load(tmp_path):
@@ -104,9 +127,10 @@ def test_save_and_load(tmp_path):
                                reasoner(**inputs(batch)).choice_logits)
 
 
-def test_an_absent_slot_changes_nothing():
+@pytest.mark.parametrize("slot_tokens", ["frame", "track"])
+def test_an_absent_slot_changes_nothing(slot_tokens):
     """A slot marked absent (padding, a rollout's removed slot) is attended by no token."""
-    reasoner = model()
+    reasoner = model(slot_tokens=slot_tokens)
     items = rows()
     present = torch.tensor([True, False, True, True])
     for item in items:
