@@ -4,10 +4,11 @@ The reasoner of a config (default: the main job's, `configs/vqa/default.yaml`) t
 synthetic batches shaped like CLEVRER's (question lengths, the share of each question type and
 their choices), with AdamW: training samples (questions) per second. Its FLOPs per sample are
 counted with `torch.utils.flop_counter.FlopCounterMode` over one training step (forward and
-backward); achieved FLOP/s = FLOPs per step / median seconds per step. In the same run a large
-`torch.matmul` is timed (median too): the machine's measured matmul FLOP/s, the ceiling the
-ratio is taken against. On CUDA both run in bf16. The load average is printed: on a shared
-machine, other work slows both.
+backward), for both slot-token layouts (a token per slot per frame, Aloe's; a token per slot
+track, `model.slot_tokens=track`) side by side; achieved FLOP/s = FLOPs per step / median
+seconds per step. In the same run a large `torch.matmul` is timed (median too): the machine's
+measured matmul FLOP/s, the ceiling the ratio is taken against. On CUDA both run in bf16. The
+load average is printed: on a shared machine, other work slows both.
 
     python benchmarks/vqa.py [--config configs/vqa/default.yaml] [--device cpu|cuda]
 """
@@ -17,6 +18,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe_machine  # noqa: E402
-from downstream.reasoner import ReasonerConfig, ReasonerModel  # noqa: E402
+from downstream.reasoner import SLOT_TOKENS, ReasonerConfig, ReasonerModel  # noqa: E402
 from downstream.vqa import DEFAULT_CONFIG, VqaConfig  # noqa: E402
 from downstream.vqa_task import VqaTask  # noqa: E402
 from ocl.config_loading import load_config  # noqa: E402
@@ -100,6 +102,49 @@ def main() -> None:
     settings, batch_size = config.model, config.training.batch_size
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
 
+    generator = torch.Generator().manual_seed(0)
+    batches = [synthetic_batch(batch_size, config.data.num_frames, args.num_slots,
+                               args.slot_dim, generator).to(args.device) for _ in range(4)]
+    speeds = {layout: measure_training(config, layout, batches, args, dtype)
+              for layout in SLOT_TOKENS}
+    machine = matmul_flops_per_second(args.device, dtype)
+
+    sequences = batches[0].question_tokens.shape[0] + batches[0].choice_tokens.shape[0]
+    print(describe_machine() + f"; load average {os.getloadavg()[0]:.1f} over the last minute")
+    print(f"reasoner of {args.config}: hidden {settings.hidden_size}, {settings.num_layers} "
+          f"layers; {config.data.num_frames} frames x {args.num_slots} slots of {args.slot_dim}; "
+          f"batch {batch_size} questions ({sequences} sequences with the choices); device "
+          f"{args.device}, {str(dtype).removeprefix('torch.')}; slot tokens per frame (Aloe) "
+          f"and per slot track (model.slot_tokens)\n")
+    print(f"{'':<34}" + "".join(f"{layout:>12}" for layout in SLOT_TOKENS))
+    rows = (("parameters", lambda speed: f"{speed.parameters:,}"),
+            ("training samples/s", lambda speed: f"{batch_size / speed.seconds_per_step:.1f}"),
+            ("GFLOP per sample (fwd + bwd)",
+             lambda speed: f"{speed.flops_per_step / batch_size / 1e9:.3f}"),
+            ("achieved GFLOP/s", lambda speed: f"{speed.achieved / 1e9:.1f}"),
+            ("achieved / machine matmul", lambda speed: f"{speed.achieved / machine:.1%}"))
+    for name, cell in rows:
+        print(f"{name:<34}" + "".join(f"{cell(speeds[layout]):>12}" for layout in SLOT_TOKENS))
+    print(f"{'machine matmul GFLOP/s (2048^2)':<34}{machine / 1e9:>12.1f}")
+
+
+@dataclass
+class TrainingSpeed:
+    """One reasoner's training step: its parameters, FLOPs and median seconds."""
+
+    parameters: int
+    flops_per_step: float
+    seconds_per_step: float
+
+    @property
+    def achieved(self) -> float:
+        return self.flops_per_step / self.seconds_per_step
+
+
+def measure_training(config: VqaConfig, slot_tokens: str, batches: list[QuestionBatch],
+                     args: argparse.Namespace, dtype: torch.dtype) -> TrainingSpeed:
+    """The config's reasoner with `slot_tokens`, trained with AdamW on `batches`."""
+    settings = config.model
     torch.manual_seed(0)
     model = ReasonerModel(ReasonerConfig(
         vocabulary_size=VOCABULARY, slot_dim=args.slot_dim, max_slots=args.num_slots,
@@ -107,12 +152,9 @@ def main() -> None:
         max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
-        dropout=settings.dropout,
+        dropout=settings.dropout, slot_tokens=slot_tokens,
     )).to(args.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    batches = [synthetic_batch(batch_size, config.data.num_frames, args.num_slots,
-                               args.slot_dim, generator).to(args.device) for _ in range(4)]
     task = VqaTask()
 
     def train_step(batch: QuestionBatch) -> None:
@@ -124,27 +166,13 @@ def main() -> None:
 
     with FlopCounterMode(display=False) as counter:
         train_step(batches[0])
-    flops_per_step = counter.get_total_flops()
     for batch in batches[:3]:  # warm-up
         train_step(batch)
     steps = iter(range(args.steps))
-    seconds_per_step = median_seconds(lambda: train_step(batches[next(steps) % len(batches)]),
-                                      args.device, args.steps)
-    achieved = flops_per_step / seconds_per_step
-    machine = matmul_flops_per_second(args.device, dtype)
-
-    parameters = sum(parameter.numel() for parameter in model.parameters())
-    sequences = batches[0].question_tokens.shape[0] + batches[0].choice_tokens.shape[0]
-    print(describe_machine() + f"; load average {os.getloadavg()[0]:.1f} over the last minute")
-    print(f"reasoner of {args.config}: {parameters:,} parameters, hidden {settings.hidden_size}"
-          f", {settings.num_layers} layers; {config.data.num_frames} frames x {args.num_slots} "
-          f"slots of {args.slot_dim}; batch {batch_size} questions ({sequences} sequences with "
-          f"the choices); device {args.device}, {str(dtype).removeprefix('torch.')}\n")
-    print(f"{'training samples/s':<34}{batch_size / seconds_per_step:>12.1f}")
-    print(f"{'GFLOP per sample (fwd + bwd)':<34}{flops_per_step / batch_size / 1e9:>12.3f}")
-    print(f"{'achieved GFLOP/s':<34}{achieved / 1e9:>12.1f}")
-    print(f"{'machine matmul GFLOP/s (2048^2)':<34}{machine / 1e9:>12.1f}")
-    print(f"{'achieved / machine matmul':<34}{achieved / machine:>12.1%}")
+    seconds = median_seconds(lambda: train_step(batches[next(steps) % len(batches)]),
+                             args.device, args.steps)
+    return TrainingSpeed(sum(parameter.numel() for parameter in model.parameters()),
+                         counter.get_total_flops(), seconds)
 
 
 if __name__ == "__main__":
