@@ -174,6 +174,9 @@ class VqaConfig:
         if self.loss.masked_slot_weight and self.data.inputs == "none":
             raise ValueError("loss.masked_slot_weight needs something to mask: the question-only "
                              "baseline (data.inputs=none) reads no slots")
+        if self.loss.masked_slot_weight and self.model.slot_tokens != "frame":
+            raise ValueError("loss.masked_slot_weight masks a slot in single frames: it needs "
+                             f"model.slot_tokens=frame, not {self.model.slot_tokens!r}")
         if self.prepare.enabled:
             return  # prepare sets clevrer_root and slots
         if not self.data.clevrer_root:

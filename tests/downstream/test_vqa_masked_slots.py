@@ -90,6 +90,8 @@ def test_bad_settings_are_named(vqa_files, tmp_path):
         VqaLossConfig(masked_slot_weight=1.0, masked_slot_probability=1.0)
     with pytest.raises(ValueError, match="question-only"):
         tiny_config(vqa_files, tmp_path, "data.inputs=none", "loss.masked_slot_weight=0.5")
+    with pytest.raises(ValueError, match="needs model.slot_tokens=frame, not 'track'"):
+        tiny_config(vqa_files, tmp_path, "model.slot_tokens=track", "loss.masked_slot_weight=0.5")
 
 
 def test_a_run_with_the_masked_slot_loss_learns_to_find_the_masked_slots(vqa_files, tmp_path):
