@@ -18,7 +18,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,9 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe_machine  # noqa: E402
-from downstream.reasoner import SLOT_TOKENS, ReasonerConfig, ReasonerModel  # noqa: E402
-from downstream.vqa import DEFAULT_CONFIG, VqaConfig  # noqa: E402
-from downstream.vqa_task import VqaTask  # noqa: E402
+from downstream.reasoner import SLOT_TOKENS, ReasonerModel  # noqa: E402
+from downstream.vqa import DEFAULT_CONFIG, VqaConfig, sized_reasoner_config  # noqa: E402
+from downstream.vqa_task import VqaLossConfig, VqaTask  # noqa: E402
 from ocl.config_loading import load_config  # noqa: E402
 from tasks.collate import QuestionBatch, QuestionCollator  # noqa: E402
 from tasks.questions import DESCRIPTIVE_ANSWERS  # noqa: E402
@@ -143,17 +143,14 @@ class TrainingSpeed:
 
 def measure_training(config: VqaConfig, slot_tokens: str, batches: list[QuestionBatch],
                      args: argparse.Namespace, dtype: torch.dtype) -> TrainingSpeed:
-    """The config's reasoner with `slot_tokens`, trained with AdamW on `batches`."""
-    settings = config.model
+    """The config's reasoner with `slot_tokens`, trained with AdamW on `batches` (the answers'
+    losses; no masked-slot loss)."""
     torch.manual_seed(0)
-    model = ReasonerModel(ReasonerConfig(
-        vocabulary_size=VOCABULARY, slot_dim=args.slot_dim, max_slots=args.num_slots,
-        max_frames=config.data.num_frames,
-        max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
-        hidden_size=settings.hidden_size, num_layers=settings.num_layers,
-        num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
-        dropout=settings.dropout, slot_tokens=slot_tokens,
-    )).to(args.device).train()
+    layout = replace(config, model=replace(config.model, slot_tokens=slot_tokens),
+                     loss=VqaLossConfig())
+    model = ReasonerModel(sized_reasoner_config(layout, VOCABULARY,
+                                                (args.num_slots, args.slot_dim)))
+    model = model.to(args.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     task = VqaTask()
 

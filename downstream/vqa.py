@@ -291,16 +291,27 @@ def split_features(data: VqaDataConfig, split: str, encoder, seed: int,
 
 def reasoner_config(config: VqaConfig, data: VqaData) -> ReasonerConfig:
     """The reasoner of `config.model`, sized for the vocabulary and the training features."""
-    settings, features = config.model, data.train.features
+    features = data.train.features
+    return sized_reasoner_config(
+        config, len(data.vocabulary),
+        (features.num_slots, features.feature_dim) if features is not None else None,
+    )
+
+
+def sized_reasoner_config(config: VqaConfig, vocabulary_size: int,
+                          slots: tuple[int, int] | None) -> ReasonerConfig:
+    """The reasoner of `config.model` for `vocabulary_size` words and `slots` (n, d) per frame
+    (None: the question-only reasoner)."""
+    settings = config.model
+    num_slots, slot_dim = slots or (1, 1)
     return ReasonerConfig(
-        vocabulary_size=len(data.vocabulary), use_slots=features is not None,
-        slot_dim=features.feature_dim if features else 1,
-        max_slots=features.num_slots if features else 1, max_frames=config.data.num_frames,
+        vocabulary_size=vocabulary_size, use_slots=slots is not None, slot_dim=slot_dim,
+        max_slots=num_slots, max_frames=config.data.num_frames,
         max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
         dropout=settings.dropout, slot_tokens=settings.slot_tokens,
-        predicts_masked_slots=features is not None and config.loss.masked_slot_weight > 0,
+        predicts_masked_slots=slots is not None and config.loss.masked_slot_weight > 0,
     )
 
 
