@@ -59,7 +59,9 @@ class HeadTrainingConfig:
     warmup_fraction, final_learning_rate_fraction: the schedule (see ocl.learning_rate).
     gradient_clip: maximum gradient norm (0: no clipping).
     mixed_precision: "auto" (bf16 on a GPU, none on CPU), "no", "bf16" or "fp16".
-    checkpoint_every, evaluate_every, log_every: in steps (0: only at the end).
+    checkpoint_every, evaluate_every: in steps (0: only at the end).
+    log_every: in steps (0: no training logs); each `train/` value is the mean over the
+        micro-batches since the last log (this process's), not the last batch's alone.
     keep_checkpoints: newest checkpoints kept.
     tracker: "tensorboard" or "none".
     num_workers: data-loading processes per training process.
@@ -222,6 +224,7 @@ def train_head(
                     disable=not accelerator.is_local_main_process)
     model.train()
     micro_steps = 0
+    window = LossWindow()
     for batch in loader_from(start_step):
         if micro_steps % config.gradient_accumulation == 0:
             torch.manual_seed(config.seed * 1_000_003 + step * 1009 + accelerator.process_index)
@@ -232,6 +235,7 @@ def train_head(
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {step}: {losses}")
             accelerator.backward(loss)
+            window.add(losses)
             if accelerator.sync_gradients and config.gradient_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimizer.step()
@@ -242,9 +246,9 @@ def train_head(
         step += 1
         progress.update(1)
         if config.log_every and step % config.log_every == 0:
-            logged = {f"train/{k}": v.item() for k, v in losses.items()}
+            logged = {f"train/{k}": v for k, v in window.means().items()}
             logged["train/learning_rate"] = schedule.get_last_lr()[0]
-            progress.set_postfix(loss=f"{loss.item():.4f}")
+            progress.set_postfix(loss=f"{logged['train/loss']:.4f}")
             accelerator.log(logged, step=step)
         unfinished = step < config.max_steps
         if config.checkpoint_every and step % config.checkpoint_every == 0 and unfinished:
@@ -267,6 +271,27 @@ def train_head(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
+
+
+class LossWindow:
+    """Sums of a training loop's losses (`{name: scalar tensor}`) since they were last read;
+    summed as tensors, so adding does not wait for the device."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, losses: Mapping[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """The mean of each loss over the batches added since the last call; then empties."""
+        means = {name: (total / self.count).item() for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
 
 
 def evaluation_batches(dataset: Dataset, collate: Callable, config: HeadTrainingConfig,

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from accelerate import Accelerator
 from torch.utils.data import TensorDataset
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -55,14 +56,14 @@ def data():
     return TensorDataset(x, x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3)
 
 
-def run(tmp_path, name, **fields):
+def run(tmp_path, name, task=None, **fields):
     settings = dict(max_steps=40, batch_size=8, learning_rate=0.2, weight_decay=0.0,
                     tracker="none", checkpoint_every=10)
     config = HeadTrainingConfig(output_dir=str(tmp_path / name), **{**settings, **fields})
     torch.manual_seed(config.seed)
     model = Line(LineConfig())
     accelerator = build_accelerator(config, name)
-    return train_head(model, Regression(), data(), data(), None, config, accelerator)
+    return train_head(model, task or Regression(), data(), data(), None, config, accelerator)
 
 
 def weights(path):
@@ -101,6 +102,30 @@ def test_resume_after_a_crash_gives_the_same_weights(tmp_path, monkeypatch):
     run(tmp_path, "interrupted")
     for key, value in weights(tmp_path / "whole").items():
         assert torch.equal(value, weights(tmp_path / "interrupted")[key]), key
+
+
+def test_training_logs_the_mean_of_the_losses_since_the_last_log(tmp_path, monkeypatch):
+    returned = []
+
+    class Recorded(Regression):
+        def training_loss(self, model, batch):
+            losses = super().training_loss(model, batch)
+            returned.append(losses["loss"].item())
+            return losses
+
+    logged = []
+    monkeypatch.setattr(Accelerator, "log",
+                        lambda self, values, step=None, log_kwargs=None: logged.append(
+                            (step, values)))
+    run(tmp_path, "logged", task=Recorded(), max_steps=20, log_every=5,
+        gradient_accumulation=2)
+    logged = [(step, values) for step, values in logged if "train/loss" in values]
+    assert [step for step, _ in logged] == [5, 10, 15, 20]
+    assert len(returned) == 40  # two micro-batches a step
+    for step, values in logged:
+        window = returned[2 * (step - 5):2 * step]
+        assert values["train/loss"] == pytest.approx(sum(window) / len(window))
+    assert len({values["train/loss"] for _, values in logged}) == 4
 
 
 def test_a_run_starts_from_initial_weights_and_refuses_ones_that_do_not_fit(tmp_path):
