@@ -279,18 +279,19 @@ class LossWindow:
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
 
     def add(self, losses: Mapping[str, torch.Tensor]) -> None:
         for name, value in losses.items():
             value = value.detach().float()
             self.sums[name] = self.sums[name] + value if name in self.sums else value
-        self.count += 1
+            self.counts[name] = self.counts.get(name, 0) + 1
 
     def means(self) -> dict[str, float]:
-        """The mean of each loss over the batches added since the last call; then empties."""
-        means = {name: (total / self.count).item() for name, total in self.sums.items()}
-        self.sums, self.count = {}, 0
+        """The mean of each loss over the batches that gave it since the last call; then
+        empties."""
+        means = {name: (total / self.counts[name]).item() for name, total in self.sums.items()}
+        self.sums, self.counts = {}, {}
         return means
 
 
