@@ -32,9 +32,8 @@ def test_config_builds_a_model_that_runs(path):
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-@pytest.mark.parametrize(
-    "folder", ["clevrer_sim_small", "clevrer_sim_small_contrast", "clevrer_sim_small_gpu"]
-)
+@pytest.mark.parametrize("folder", ["clevrer_sim_small", "clevrer_sim_small_contrast",
+                                    "clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4"])
 def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(folder):
     from downstream.slot_encoding import load_frozen_encoder
 
@@ -52,11 +51,15 @@ def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(fold
     torch.testing.assert_close(first, again)
 
 
-def test_the_contrast_encoder_is_fine_tuned_not_copied():
+@pytest.mark.parametrize("base, trained", [
+    ("clevrer_sim_small", "clevrer_sim_small_contrast"),
+    ("clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4"),
+])
+def test_each_later_encoder_is_trained_not_copied(base, trained):
     from safetensors.torch import load_file
 
-    small = load_file(MODELS / "clevrer_sim_small" / "model.safetensors")
-    contrast = load_file(MODELS / "clevrer_sim_small_contrast" / "model.safetensors")
-    assert small.keys() == contrast.keys()
-    changed = [key for key in small if not torch.equal(small[key], contrast[key])]
-    assert len(changed) > len(small) // 2
+    first = load_file(MODELS / base / "model.safetensors")
+    second = load_file(MODELS / trained / "model.safetensors")
+    assert first.keys() == second.keys()
+    changed = [key for key in first if not torch.equal(first[key], second[key])]
+    assert len(changed) > len(first) // 2
