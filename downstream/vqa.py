@@ -4,6 +4,7 @@
     accelerate launch downstream/vqa.py --config configs/vqa/tiny.yaml data.clevrer_root=...
     accelerate launch downstream/vqa.py --config ... --rollout user/clevrer-rollout-slots
     python downstream/vqa.py --compare runs/vqa runs/vqa-question-only   # runs side by side
+    python downstream/vqa.py --families runs/vqa runs/vqa-question-only  # per question family
 
 An Aloe-style transformer (`downstream/reasoner.py`) reads the slots of T frames and a question,
 and answers questions of all four CLEVRER types. It trains with the shared accelerate loop
@@ -33,6 +34,7 @@ if str(REPOSITORY) not in sys.path:  # `accelerate launch downstream/vqa.py` run
 
 import torch  # noqa: E402
 from accelerate.utils import gather_object  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 from downstream.clevrer_metrics import format_accuracy_table  # noqa: E402
 from downstream.extraction_plan import run_inputs  # noqa: E402
@@ -41,6 +43,11 @@ from downstream.head_training import (  # noqa: E402
     build_accelerator,
     evaluation_batches,
     train_head,
+)
+from downstream.question_families import (  # noqa: E402
+    FamilyScore,
+    family_scores,
+    format_family_table,
 )
 from downstream.reasoner import ReasonerConfig, ReasonerModel  # noqa: E402
 from downstream.slot_encoding import load_frozen_encoder  # noqa: E402
@@ -62,7 +69,7 @@ from downstream.vqa_default import (  # noqa: E402
 )
 from downstream.vqa_task import VqaLossConfig, VqaTask, predict_answers  # noqa: E402
 from ocl.config_loading import config_to_yaml, load_config  # noqa: E402
-from tasks.bad_input import BadInputError  # noqa: E402
+from tasks.bad_input import BadInputError, LoadReport  # noqa: E402
 from tasks.clevrer import (  # noqa: E402
     QuestionLoadingConfig,
     VideoLoadingConfig,
@@ -72,7 +79,7 @@ from tasks.clevrer import (  # noqa: E402
 )
 from tasks.clevrer_layout import SPLITS, discover_split  # noqa: E402
 from tasks.collate import CollateConfig, QuestionCollator  # noqa: E402
-from tasks.question_records import read_question_file  # noqa: E402
+from tasks.question_records import question_records, read_question_file  # noqa: E402
 from tasks.questions import QuestionVocabulary  # noqa: E402
 from tasks.slots import load_slots  # noqa: E402
 
@@ -343,8 +350,38 @@ def compare_runs(run_folders: list[str]) -> str:
     return format_accuracy_table(runs)
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[VqaConfig | None, list[str]]:
-    """(config, []) for a run, or (None, run folders) for `--compare`."""
+def family_table(run_folders: list[str], min_count: int) -> str:
+    """Finished runs side by side, accuracy per question family on their evaluation split."""
+    return format_family_table(
+        {Path(folder).name: run_family_scores(Path(folder)) for folder in run_folders},
+        min_count,
+    )
+
+
+def run_family_scores(run: Path) -> dict[str, FamilyScore]:
+    """The evaluation split of finished `run` answered again by its exported model, scored per
+    question family (`downstream/question_families.py`)."""
+    for name in ("config.yaml", "model"):
+        if not (run / name).exists():
+            raise BadInputError(f"{run} has no {name}: not a finished VQA run")
+    config = load_config(VqaConfig, str(run / "config.yaml"), [])
+    split = config.data.evaluation_split
+    if not split:
+        raise BadInputError(f"{run}: its config names no data.evaluation_split")
+    data = load_vqa_data(replace(config.data, train_split="", submission_split=""),
+                         config.training.seed, torch.device("cpu"))
+    model = ReasonerModel.from_pretrained(run / "model").eval()
+    collate = QuestionCollator(CollateConfig(config.data.max_question_length,
+                                             config.data.max_choice_length))
+    batches = DataLoader(data.evaluation, batch_size=config.training.evaluation_batch_size,
+                         collate_fn=collate)
+    predictions = predict_answers(model, batches)
+    questions = discover_split(config.data.clevrer_root, split).questions
+    return family_scores(question_records(questions, split, "raise", LoadReport()), predictions)
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[VqaConfig | None, argparse.Namespace]:
+    """(config, arguments) for a run; (None, arguments) for `--compare` or `--families`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG),
                         help="YAML experiment config (default: the built-in default run)")
@@ -352,24 +389,30 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[VqaConfig | None, li
                         "predictive and counterfactual questions; sets data.rollout")
     parser.add_argument("--compare", nargs="+", metavar="RUN", help="print the metrics of "
                         "finished runs side by side, and exit")
+    parser.add_argument("--families", nargs="+", metavar="RUN", help="print the accuracy of "
+                        "finished runs per question family on their evaluation split, and exit")
+    parser.add_argument("--min-count", type=int, default=30, help="with --families: leave out "
+                        "families with fewer questions (options, for multiple choice)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. "
                         "training.max_steps=500 data.inputs=none")
     args = parser.parse_args(argv)
-    if args.compare:
-        return None, args.compare
+    if args.compare or args.families:
+        return None, args
     overrides = list(args.overrides)
     if args.rollout:
         overrides.append(f"data.rollout={args.rollout}")
-    return load_config(VqaConfig, args.config, overrides), []
+    return load_config(VqaConfig, args.config, overrides), args
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, compared = parse_arguments(argv)
-    if config is None:
-        print(compare_runs(compared))
-        return
+    config, args = parse_arguments(argv)
     try:
-        run_vqa(config)
+        if args.compare:
+            print(compare_runs(args.compare))
+        elif args.families:
+            print(family_table(args.families, args.min_count))
+        else:
+            run_vqa(config)
     except (MissingPieceError, BadInputError) as error:
         sys.exit(f"error: {error}")
 
