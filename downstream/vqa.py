@@ -143,7 +143,11 @@ class VqaDataConfig:
                 raise ValueError(f"data.{name} must be one of {SPLITS} or empty, got {split!r}")
         if self.train_split == "test":
             raise ValueError("the test split has no answers to train on")
-        CollateConfig(self.max_question_length, self.max_choice_length)
+        self.collator()  # checks the lengths
+
+    def collator(self) -> QuestionCollator:
+        """Batches questions of this data's lengths."""
+        return QuestionCollator(CollateConfig(self.max_question_length, self.max_choice_length))
 
 
 @dataclass
@@ -229,8 +233,7 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
         staging.write_text(config_to_yaml(config))
         os.replace(staging, output / "config.yaml")
         data.vocabulary.save(output / "vocabulary.json")
-    collate = QuestionCollator(CollateConfig(config.data.max_question_length,
-                                             config.data.max_choice_length))
+    collate = config.data.collator()
 
     def write_submission_file(trained: ReasonerModel, accelerator) -> None:
         write_test_submission(trained, data.submission, collate, config, accelerator)
@@ -371,8 +374,7 @@ def run_family_scores(run: Path) -> dict[str, FamilyScore]:
     data = load_vqa_data(replace(config.data, train_split="", submission_split=""),
                          config.training.seed, torch.device("cpu"))
     model = ReasonerModel.from_pretrained(run / "model").eval()
-    collate = QuestionCollator(CollateConfig(config.data.max_question_length,
-                                             config.data.max_choice_length))
+    collate = config.data.collator()
     batches = DataLoader(data.evaluation, batch_size=config.training.evaluation_batch_size,
                          collate_fn=collate)
     predictions = predict_answers(model, batches)
