@@ -342,21 +342,29 @@ def write_test_submission(model: ReasonerModel, dataset: VqaDataset, collate, co
         print(f"wrote {path} ({len(predictions)} questions)")
 
 
+def run_columns(run_folders: list[str]) -> dict[str, Path]:
+    """Column name -> run folder: the folder's name, or the path as given where two runs share
+    a name (so no run's column hides another's)."""
+    names = [Path(folder).name for folder in run_folders]
+    return {name if names.count(name) == 1 else folder: Path(folder)
+            for name, folder in zip(names, run_folders, strict=True)}
+
+
 def compare_runs(run_folders: list[str]) -> str:
     """The metrics.json of several runs, side by side."""
     runs = {}
-    for folder in run_folders:
-        path = Path(folder) / "metrics.json"
+    for column, folder in run_columns(run_folders).items():
+        path = folder / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"no metrics.json in {folder}")
-        runs[Path(folder).name] = json.loads(path.read_text())
+        runs[column] = json.loads(path.read_text())
     return format_accuracy_table(runs)
 
 
 def family_table(run_folders: list[str], min_count: int) -> str:
     """Finished runs side by side, accuracy per question family on their evaluation split."""
     return format_family_table(
-        {Path(folder).name: run_family_scores(Path(folder)) for folder in run_folders},
+        {column: run_family_scores(folder) for column, folder in run_columns(run_folders).items()},
         min_count,
     )
 

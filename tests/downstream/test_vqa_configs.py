@@ -51,3 +51,15 @@ def test_compare_prints_runs_side_by_side(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-2:] == ["vqa", "vqa-question-only"]
     assert lines[1].split() == ["descriptive/accuracy", "90.0", "40.0"]
+
+
+def test_runs_of_one_name_keep_a_column_each(tmp_path, capsys):
+    for parent, accuracy in (("first", 0.9), ("second", 0.4)):
+        (tmp_path / parent / "vqa").mkdir(parents=True)
+        (tmp_path / parent / "vqa" / "metrics.json").write_text(
+            json.dumps({"descriptive/accuracy": accuracy}))
+    runs = [str(tmp_path / "first" / "vqa"), str(tmp_path / "second" / "vqa")]
+    main(["--compare", *runs])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == runs
+    assert lines[1].split() == ["descriptive/accuracy", "90.0", "40.0"]
