@@ -356,8 +356,11 @@ def compare_runs(run_folders: list[str]) -> str:
     for column, folder in run_columns(run_folders).items():
         path = folder / "metrics.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no metrics.json in {folder}")
-        runs[column] = json.loads(path.read_text())
+            raise BadInputError(f"{folder} has no metrics.json: not a finished VQA run")
+        try:
+            runs[column] = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise BadInputError(f"{path} is not valid JSON: {error}") from error
     return format_accuracy_table(runs)
 
 

@@ -53,6 +53,17 @@ def test_compare_prints_runs_side_by_side(tmp_path, capsys):
     assert lines[1].split() == ["descriptive/accuracy", "90.0", "40.0"]
 
 
+def test_compare_names_an_unfinished_run(tmp_path):
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "metrics.json").write_text(json.dumps({"descriptive/accuracy": 0.5}))
+    (tmp_path / "running").mkdir()
+    with pytest.raises(SystemExit, match=r"running has no metrics.json: not a finished VQA run"):
+        main(["--compare", str(tmp_path / "finished"), str(tmp_path / "running")])
+    (tmp_path / "running" / "metrics.json").write_text("{")
+    with pytest.raises(SystemExit, match=r"metrics.json is not valid JSON"):
+        main(["--compare", str(tmp_path / "finished"), str(tmp_path / "running")])
+
+
 def test_runs_of_one_name_keep_a_column_each(tmp_path, capsys):
     for parent, accuracy in (("first", 0.9), ("second", 0.4)):
         (tmp_path / parent / "vqa").mkdir(parents=True)
