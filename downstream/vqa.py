@@ -22,7 +22,6 @@ into a cache folder.
 """
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -69,7 +68,7 @@ from downstream.vqa_default import (  # noqa: E402
 )
 from downstream.vqa_task import VqaLossConfig, VqaTask, predict_answers  # noqa: E402
 from ocl.config_loading import config_to_yaml, load_config  # noqa: E402
-from tasks.bad_input import BadInputError, LoadReport  # noqa: E402
+from tasks.bad_input import BadInputError, LoadReport, read_json  # noqa: E402
 from tasks.clevrer import (  # noqa: E402
     QuestionLoadingConfig,
     VideoLoadingConfig,
@@ -357,10 +356,7 @@ def compare_runs(run_folders: list[str]) -> str:
         path = folder / "metrics.json"
         if not path.is_file():
             raise BadInputError(f"{folder} has no metrics.json: not a finished VQA run")
-        try:
-            runs[column] = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise BadInputError(f"{path} is not valid JSON: {error}") from error
+        runs[column] = read_json(path)
     return format_accuracy_table(runs)
 
 

@@ -12,14 +12,13 @@
 Axis legend: t frames, n objects, d channels.
 """
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from downstream.video_features import ArrayFeatures, VideoFeatures, uniform_frame_indices
-from tasks.bad_input import BadInputError
+from tasks.bad_input import BadInputError, read_json
 from tasks.questions import COLORS, MATERIALS, SHAPES
 
 OBJECT_STATE_DIM = len(COLORS) + len(SHAPES) + len(MATERIALS) + 3 + 3 + 1
@@ -70,10 +69,7 @@ def object_state_features(annotations: Mapping[int, Path], max_objects: int,
                             "(the test split has none)")
     states, present = {}, {}
     for video_index, path in annotations.items():
-        try:
-            annotation = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as error:
-            raise BadInputError(f"{path} is not valid JSON: {error}") from error
+        annotation = read_json(path)
         states[video_index] = object_states(annotation, max_objects, num_frames, str(path))
         present[video_index] = np.arange(max_objects) < len(annotation["object_property"])
     return ArrayFeatures(states, name="object states", present=present)

@@ -22,6 +22,14 @@ class BadInputError(ValueError):
     """A file or record that cannot be loaded; the message names the file and the field."""
 
 
+def read_json(path: str | Path):
+    """The parsed contents of JSON file `path`; a BadInputError naming it when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise BadInputError(f"{path} is not valid JSON: {error}") from error
+
+
 def check_on_error(on_error: str) -> None:
     """Raise a ValueError for an `on_error` value other than "raise" or "skip"."""
     if on_error not in ON_ERROR_CHOICES:

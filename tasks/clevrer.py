@@ -28,7 +28,6 @@ for how mask indices map to annotation object ids.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ import datasets
 from datasets import Array3D, Array4D, Features, List, Value
 from datasets.exceptions import DatasetGenerationError
 
-from tasks.bad_input import BadInputError, LoadReport, OnError, check_on_error
+from tasks.bad_input import BadInputError, LoadReport, OnError, check_on_error, read_json
 from tasks.clevrer_layout import ClevrerSplitFiles, discover_split, video_filename
 from tasks.dataset_cache import cached_dataset, default_cache_root, file_signature, fingerprint
 from tasks.masks import annotation_objects, index_maps_from_proposals
@@ -349,10 +348,10 @@ def _video_row(
         if video_index not in files.annotations:
             raise BadInputError(f"no annotation file for video {video_index} ({path})")
         annotation_path = files.annotations[video_index]
-        known_objects = annotation_objects(_read_json(annotation_path), str(annotation_path))
+        known_objects = annotation_objects(read_json(annotation_path), str(annotation_path))
     proposal_path = files.proposals[video_index]
     index_maps, objects = index_maps_from_proposals(
-        _read_json(proposal_path), decoded.frame_indices.tolist(), decoded.source_size,
+        read_json(proposal_path), decoded.frame_indices.tolist(), decoded.source_size,
         known_objects, str(proposal_path), config.min_proposal_score,
     )
     if decoded.source_size != tuple(size):
@@ -439,13 +438,6 @@ def _probe_size(files: ClevrerSplitFiles) -> tuple[int, int]:
         except (av.error.FFmpegError, IndexError):
             continue
     raise BadInputError(f"no readable video under {files.root / 'videos' / files.split}")
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise BadInputError(f"{path} is not valid JSON: {error}") from error
 
 
 def _save_worker_report(report: LoadReport, folder: str) -> None:
