@@ -349,14 +349,19 @@ def run_columns(run_folders: list[str]) -> dict[str, Path]:
             for name, folder in zip(names, run_folders, strict=True)}
 
 
+def check_finished_run(run: Path, *names: str) -> None:
+    """Raise a BadInputError naming `run` if any of `names` is missing from its folder."""
+    for name in names:
+        if not (run / name).exists():
+            raise BadInputError(f"{run} has no {name}: not a finished VQA run")
+
+
 def compare_runs(run_folders: list[str]) -> str:
     """The metrics.json of several runs, side by side."""
     runs = {}
     for column, folder in run_columns(run_folders).items():
-        path = folder / "metrics.json"
-        if not path.is_file():
-            raise BadInputError(f"{folder} has no metrics.json: not a finished VQA run")
-        runs[column] = read_json(path)
+        check_finished_run(folder, "metrics.json")
+        runs[column] = read_json(folder / "metrics.json")
     return format_accuracy_table(runs)
 
 
@@ -371,9 +376,7 @@ def family_table(run_folders: list[str], min_count: int) -> str:
 def run_family_scores(run: Path) -> dict[str, FamilyScore]:
     """The evaluation split of finished `run` answered again by its exported model, scored per
     question family (`downstream/question_families.py`)."""
-    for name in ("config.yaml", "model"):
-        if not (run / name).exists():
-            raise BadInputError(f"{run} has no {name}: not a finished VQA run")
+    check_finished_run(run, "config.yaml", "model")
     config = load_config(VqaConfig, str(run / "config.yaml"), [])
     split = config.data.evaluation_split
     if not split:
