@@ -25,6 +25,10 @@ a trained world model, e.g. one trained on the slot MSE alone, fine-tuned with t
 Training runs on the shared head loop (`downstream/head_training.py`): checkpoints, resume,
 TensorBoard, the model in `training.output_dir/model`, `metrics.json`.
 
+`evaluate` scores the world model beside copying the last frame and constant velocity and, when
+`data.train_slots` is set, a linear autoregressive model of each slot fitted by least squares
+on those slots (`LeastSquaresDynamics`, the world model's window).
+
 Every command takes `--config FILE` and dotted overrides; the flags are shorthands for the
 config fields named in `FLAGS`.
 """
@@ -45,6 +49,7 @@ from accelerate import Accelerator
 from einops import rearrange
 from tqdm.auto import tqdm
 
+from downstream.dynamics_baselines import LeastSquaresDynamics
 from downstream.dynamics_evaluation import evaluate_rollouts, horizon_table, plot_horizon_curves
 from downstream.extraction_plan import run_inputs
 from downstream.head_training import (
@@ -373,6 +378,10 @@ def evaluate(config: DynamicsConfig) -> dict[str, dict[str, list[float]]]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     world_model = load_world_model(config.world_model_path, spec).to(device)
     encoder = frozen_encoder_for(data.encoder, slots).to(device)
+    others = {}
+    if data.train_slots:
+        others["least squares"] = fit_least_squares(config, slots,
+                                                    world_model.config.window).rollout
     burn_in = settings.burn_in or world_model.config.window
     mask_size = (settings.mask_height, settings.mask_width)
     if not settings.mask_height:  # the decoder's own mask grid
@@ -385,7 +394,7 @@ def evaluate(config: DynamicsConfig) -> dict[str, dict[str, list[float]]]:
                           with_masks=True)
     loader = torch.utils.data.DataLoader(windows, batch_size=settings.batch_size)
     results = evaluate_rollouts(world_model, encoder, tqdm(loader, desc="evaluating"), burn_in,
-                                settings.horizon)
+                                settings.horizon, others)
     output = Path(settings.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     write_json_atomically(output / "evaluation.json", {
@@ -400,6 +409,28 @@ def evaluate(config: DynamicsConfig) -> dict[str, dict[str, list[float]]]:
     print(f"\n{title}\n{horizon_table(results)}")
     print(f"\nwrote {output / 'evaluation.json'} and {output / 'horizons.png'}")
     return results
+
+
+def fit_least_squares(config: DynamicsConfig, evaluation_slots: datasets.Dataset,
+                      window: int) -> LeastSquaresDynamics:
+    """The least-squares baseline fitted on the training slots, which must come from the
+    evaluation slots' encoder at the same frame stride."""
+    data = config.data
+    slots = load_slots(data.train_slots, data.train_split, cache_dir=config.cache_dir)
+    check_same_slots(slot_spec(slots.features), slot_spec(evaluation_slots.features),
+                     data.evaluation_slots)
+    made_by, evaluated = slot_provenance(slots), slot_provenance(evaluation_slots)
+    if (made_by.config_hash, made_by.frame_stride) != (evaluated.config_hash,
+                                                       evaluated.frame_stride):
+        raise BadInputError(
+            f"training slots {data.train_slots} ({made_by.encoder_id}, config hash "
+            f"{made_by.config_hash}, frame stride {made_by.frame_stride}) and evaluation slots "
+            f"{data.evaluation_slots} ({evaluated.encoder_id}, {evaluated.config_hash}, "
+            f"{evaluated.frame_stride}) come from different encoders or frame strides"
+        )
+    videos = (torch.from_numpy(np.asarray(row["slots"], dtype=np.float32))
+              for row in slots.with_format("numpy"))
+    return LeastSquaresDynamics.fit(videos, window)
 
 
 def load_world_model(path: str, spec: SlotSpec) -> WorldModel:

@@ -1,12 +1,16 @@
-"""Baselines a slot world model must beat, with the signature of `WorldModel.rollout`.
+"""Baselines a slot world model must beat, with the signature of `WorldModel.rollout`: copying
+the last frame, constant velocity, and a linear autoregressive model fitted by least squares.
 
-Both work because a video encoder's slots are temporally consistent: slot i follows the same
+All work because a video encoder's slots are temporally consistent: slot i follows the same
 object from frame to frame, so slot-space extrapolation is object-wise extrapolation.
 
-Axes: b batch, t burn-in frames, n slots, d slot channels, s rollout steps.
+Axes: b batch, t burn-in frames, n slots, d slot channels, s rollout steps, w window.
 """
 
+from collections.abc import Iterable
+
 import torch
+from einops import rearrange
 
 
 def copy_last(burn_in: torch.Tensor, steps: int) -> torch.Tensor:
@@ -39,6 +43,72 @@ def constant_velocity(burn_in: torch.Tensor, steps: int) -> torch.Tensor:
     velocity = last - burn_in[:, -2:-1] if burn_in.shape[1] > 1 else torch.zeros_like(last)
     ahead = torch.arange(1, steps + 1, dtype=burn_in.dtype, device=burn_in.device)
     return last + ahead[None, :, None, None] * velocity
+
+
+class LeastSquaresDynamics:
+    """Each slot's next change as a linear function of its own last `window` frames:
+    `x[t+1] - x[t] = [x[t-w+1], ..., x[t], 1] @ weights`, the same weights for every slot and
+    channel position, fitted in closed form (ridge least squares) on one-step changes of
+    training videos and rolled out autoregressively. It sees no other slot, so it knows no
+    collisions; it is the best linear one-step predictor, a stronger reference than constant
+    velocity (one of its solutions).
+
+    weights: `[w d + 1, d]`, the frames oldest first, then a bias.
+    """
+
+    def __init__(self, weights: torch.Tensor, window: int):
+        if window < 1 or weights.ndim != 2 or weights.shape[0] != window * weights.shape[1] + 1:
+            raise ValueError(f"weights must be [window * d + 1, d] for window {window}, got "
+                             f"shape {tuple(weights.shape)}")
+        self.weights, self.window = weights, window
+
+    @classmethod
+    def fit(cls, videos: Iterable[torch.Tensor], window: int,
+            ridge: float = 1.0) -> "LeastSquaresDynamics":
+        """Fitted on every run of `window + 1` frames of `videos` (each `[t,n,d]`), in float64;
+        `ridge` is added to the diagonal of the normal equations (not the bias's)."""
+        gram = cross = None
+        for video in videos:
+            if video.ndim != 3:
+                raise ValueError(f"a training video's slots must be [t,n,d], got shape "
+                                 f"{tuple(video.shape)}")
+            if video.shape[0] <= window:
+                continue
+            runs = video.double().unfold(0, window + 1, 1)  # [t-w,n,d,w+1]
+            inputs = rearrange(runs[..., :-1], "m n d w -> (m n) (w d)")
+            inputs = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], dim=1)
+            changes = rearrange(runs[..., -1] - runs[..., -2], "m n d -> (m n) d")
+            gram = inputs.T @ inputs if gram is None else gram + inputs.T @ inputs
+            cross = inputs.T @ changes if cross is None else cross + inputs.T @ changes
+        if gram is None:
+            raise ValueError(f"no training video has more than window = {window} frames")
+        penalty = torch.full((len(gram),), float(ridge), dtype=gram.dtype)
+        penalty[-1] = 0
+        weights = torch.linalg.solve(gram + torch.diag(penalty), cross)
+        if not torch.isfinite(weights).all():
+            raise ValueError("the least-squares fit is not finite: do the training slots hold "
+                             "NaN or infinity?")
+        return cls(weights.float(), window)
+
+    def rollout(self, burn_in: torch.Tensor, steps: int) -> torch.Tensor:
+        """`[b,steps,n,d]` after `burn_in` `[b,t,n,d]`; a burn-in shorter than the window is
+        padded at the start with copies of its first frame."""
+        _check(burn_in, steps)
+        if burn_in.shape[-1] != self.weights.shape[1]:
+            raise ValueError(f"slots of {burn_in.shape[-1]} channels; this model was fitted on "
+                             f"{self.weights.shape[1]}")
+        frames = burn_in[:, -self.window:].float()
+        if frames.shape[1] < self.window:
+            start = frames[:, :1].expand(-1, self.window - frames.shape[1], -1, -1)
+            frames = torch.cat([start, frames], dim=1)
+        weights = self.weights.to(frames.device)
+        predicted = []
+        for _ in range(steps):
+            inputs = rearrange(frames, "b w n d -> b n (w d)")
+            change = inputs @ weights[:-1] + weights[-1]
+            predicted.append(frames[:, -1] + change)
+            frames = torch.cat([frames[:, 1:], predicted[-1][:, None]], dim=1)
+        return torch.stack(predicted, dim=1).to(burn_in.dtype)
 
 
 def _check(burn_in: torch.Tensor, steps: int) -> None:

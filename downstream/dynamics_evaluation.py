@@ -1,7 +1,7 @@
 """How well rollouts predict the future, horizon by horizon: slot error against the encoder's
 slots of the true future frames and, through the frozen decoder, segmentation scores against
 the true instance masks; for the world model beside the copy-last and constant-velocity
-baselines, as a table and a plot.
+baselines (and any other predictor given, e.g. the least-squares one), as a table and a plot.
 
 For horizon k (the k-th predicted frame): slot MSE is the mean squared difference to the
 encoder's slots of that frame over slots and channels, averaged over videos; ARI, FG-ARI and
@@ -104,14 +104,17 @@ def evaluate_rollouts(
     windows: Iterable[dict[str, torch.Tensor]],
     burn_in: int,
     horizon: int,
+    others: dict[str, Rollout] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
-    """Scores of the world model, the two baselines and (with the encoder) the true slots.
+    """Scores of the world model, the two baselines, `others` and (with the encoder) the true
+    slots.
 
     Args:
         world_model, encoder: in eval mode, on one device; without the encoder only slot MSE.
         windows: batches with `slots` `[b,burn_in+horizon,n,d]` and, with the encoder, `masks`
             `[b,burn_in+horizon,H,W]` true instance ids.
         burn_in: observed frames given to each predictor; horizon: K, frames predicted.
+        others: more predictors by name, scored after the baselines.
 
     Returns:
         {predictor: {metric: [K] values}}.
@@ -120,6 +123,7 @@ def evaluate_rollouts(
         "world model": world_model.rollout,
         "copy last": copy_last,
         "constant velocity": constant_velocity,
+        **(others or {}),
     }
     device = world_model.device
     names = list(predictors) + ([TRUE_SLOTS] if encoder is not None else [])

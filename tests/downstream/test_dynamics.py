@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from downstream.dynamics import DynamicsConfig, DynamicsTask, main
-from downstream.dynamics_baselines import constant_velocity, copy_last
+from downstream.dynamics_baselines import LeastSquaresDynamics, constant_velocity, copy_last
 from downstream.dynamics_evaluation import (
     HorizonMetrics,
     evaluate_rollouts,
@@ -177,6 +177,38 @@ def test_baselines_on_hand_made_sequences():
     assert torch.equal(constant_velocity(line[None, :1], 3), copy_last(line[None, :1], 3))
     with pytest.raises(ValueError, match="steps must be at least 1"):
         copy_last(line[None], 0)
+
+
+def damped_motion(seed: int, num_videos: int, num_frames: int = 12) -> torch.Tensor:
+    """[v,t,3,4] slots whose change halves every frame: x[t+1] - x[t] = (x[t] - x[t-1]) / 2."""
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.randn(num_videos, 3, 4, generator=generator)
+    velocity = torch.randn(num_videos, 3, 4, generator=generator)
+    halving = 0.5 ** torch.arange(num_frames - 1.0)
+    steps = velocity[:, None] * halving[None, :, None, None]  # [v,t-1,3,4]
+    return torch.cat([start[:, None], start[:, None] + steps.cumsum(dim=1)], dim=1)
+
+
+def test_least_squares_dynamics_learns_the_motion_of_its_training_videos():
+    training, held_out = damped_motion(0, 20), damped_motion(1, 5)
+    fitted = LeastSquaresDynamics.fit(iter(training), window=3, ridge=1e-9)
+    rolled = fitted.rollout(held_out[:, :3], 9)
+    torch.testing.assert_close(rolled, held_out[:, 3:], atol=1e-4, rtol=0)
+    velocity_error = (constant_velocity(held_out[:, :3], 9) - held_out[:, 3:]).square().mean()
+    assert velocity_error > 0.1 > (rolled - held_out[:, 3:]).square().mean()
+    # one observed frame, padded with copies of itself: no change, so nothing moves
+    torch.testing.assert_close(fitted.rollout(held_out[:, :1], 4),
+                               copy_last(held_out[:, :1], 4), atol=1e-4, rtol=0)
+    lines = torch.from_numpy(linear_motion(0, 20)).float()
+    on_lines = LeastSquaresDynamics.fit(iter(lines), window=3, ridge=1e-9)
+    torch.testing.assert_close(on_lines.rollout(lines[:2, :4], 6),
+                               constant_velocity(lines[:2, :4], 6), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="no training video has more than window = 12"):
+        LeastSquaresDynamics.fit(iter(training), window=12)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        LeastSquaresDynamics.fit([torch.full((5, 3, 4), float("nan"))], window=3)
+    with pytest.raises(ValueError, match="slots of 5 channels; this model was fitted on 4"):
+        fitted.rollout(torch.randn(1, 3, 3, 5), 2)
 
 
 @pytest.mark.parametrize("decoder", ["autoregressive", "broadcast"])
@@ -397,13 +429,19 @@ def test_evaluate_command_on_tiny_clevrer(tiny_clevrer, tmp_path, capsys):
     results = main(["evaluate", "--config", TINY, "--world-model", str(data.world_model),
                     "--slots", str(data.folder), "--videos", str(data.root), "--encoder",
                     str(data.encoder), "--output", str(tmp_path / "evaluation"),
-                    f"data.cache_dir={data.cache}", "evaluation.horizon=4"])
+                    f"data.cache_dir={data.cache}", "evaluation.horizon=4",
+                    f"data.train_slots={data.folder}", "data.train_split=validation"])
     saved = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
     assert saved["scores"] == results
     assert saved["burn_in"] == 3 and saved["num_videos"] == 2 and saved["mask_size"] == [16, 16]
-    assert set(results) == {"world model", "copy last", "constant velocity", "true slots"}
+    assert set(results) == {"world model", "copy last", "constant velocity", "least squares",
+                            "true slots"}
     copied = [float(np.mean((data.slots[:, 3 + k] - data.slots[:, 2]) ** 2)) for k in range(4)]
     assert results["copy last"]["slot_mse"] == pytest.approx(copied, rel=1e-5)
+    slots = torch.from_numpy(data.slots)  # the least-squares fit on the same two videos
+    fitted = LeastSquaresDynamics.fit(iter(slots), window=3).rollout(slots[:, :3], 4)
+    fitted_error = (fitted - slots[:, 3:7]).square().mean(dim=(0, 2, 3)).tolist()
+    assert results["least squares"]["slot_mse"] == pytest.approx(fitted_error, rel=1e-4)
     assert results["true slots"]["slot_mse"] == [0.0] * 4
     for scores in results.values():
         assert all(-1 <= value <= 1 for name in ("ari", "fg_ari", "miou")
@@ -422,6 +460,17 @@ def test_an_encoder_other_than_the_slots_one_is_refused(tiny_clevrer, tmp_path):
         main(["evaluate", "--config", TINY, "--world-model", str(data.world_model),
               "--slots", str(data.folder), "--videos", str(data.root), "--encoder",
               str(tmp_path / "other"), f"data.cache_dir={data.cache}"])
+
+
+def test_least_squares_from_other_slots_is_refused(tiny_clevrer, tmp_path):
+    data = tiny_clevrer
+    other = write_slots(tmp_path / "other", {"train": list(data.slots)},
+                        provenance=SlotProvenance("tiny", "another-hash", 1))
+    with pytest.raises(BadInputError, match="come from different encoders or frame strides"):
+        main(["evaluate", "--config", TINY, "--world-model", str(data.world_model),
+              "--slots", str(data.folder), "--videos", str(data.root), "--encoder",
+              str(data.encoder), "--output", str(tmp_path / "evaluation"),
+              f"data.cache_dir={data.cache}", f"data.train_slots={other}"])
 
 
 def test_rollout_without_an_object_matched_by_its_mask(tiny_clevrer, tmp_path):
