@@ -47,11 +47,10 @@ def constant_velocity(burn_in: torch.Tensor, steps: int) -> torch.Tensor:
 
 class LeastSquaresDynamics:
     """Each slot's next change as a linear function of its own last `window` frames:
-    `x[t+1] - x[t] = [x[t-w+1], ..., x[t], 1] @ weights`, the same weights for every slot and
-    channel position, fitted in closed form (ridge least squares) on one-step changes of
-    training videos and rolled out autoregressively. It sees no other slot, so it knows no
-    collisions; it is the best linear one-step predictor, a stronger reference than constant
-    velocity (one of its solutions).
+    `x[t+1] - x[t] = [x[t-w+1], ..., x[t], 1] @ weights`, one map shared by all slots, fitted in
+    closed form (ridge least squares) on the one-step changes of training videos and rolled out
+    autoregressively. It sees no other slot, so it knows no collisions. Constant velocity is one
+    such linear map; this one is the best on the training videos' next frames.
 
     weights: `[w d + 1, d]`, the frames oldest first, then a bias.
     """
