@@ -52,14 +52,15 @@ class LeastSquaresDynamics:
     autoregressively. It sees no other slot, so it knows no collisions. Constant velocity is one
     such linear map; this one is the best on the training videos' next frames.
 
-    weights: `[w d + 1, d]`, the frames oldest first, then a bias.
+    weights: `[w d + 1, d]`, the frames oldest first, then a bias; w is the window.
     """
 
-    def __init__(self, weights: torch.Tensor, window: int):
-        if window < 1 or weights.ndim != 2 or weights.shape[0] != window * weights.shape[1] + 1:
-            raise ValueError(f"weights must be [window * d + 1, d] for window {window}, got "
-                             f"shape {tuple(weights.shape)}")
-        self.weights, self.window = weights, window
+    def __init__(self, weights: torch.Tensor):
+        rows = weights.shape[0] - 1 if weights.ndim == 2 else -1
+        if rows < 1 or rows % weights.shape[1]:
+            raise ValueError(f"weights must be [window * d + 1, d], got shape "
+                             f"{tuple(weights.shape)}")
+        self.weights, self.window = weights, rows // weights.shape[1]
 
     @classmethod
     def fit(cls, videos: Iterable[torch.Tensor], window: int,
@@ -77,8 +78,11 @@ class LeastSquaresDynamics:
             inputs = rearrange(runs[..., :-1], "m n d w -> (m n) (w d)")
             inputs = torch.cat([inputs, inputs.new_ones(len(inputs), 1)], dim=1)
             changes = rearrange(runs[..., -1] - runs[..., -2], "m n d -> (m n) d")
-            gram = inputs.T @ inputs if gram is None else gram + inputs.T @ inputs
-            cross = inputs.T @ changes if cross is None else cross + inputs.T @ changes
+            if gram is None:
+                gram = inputs.new_zeros(inputs.shape[1], inputs.shape[1])
+                cross = inputs.new_zeros(inputs.shape[1], changes.shape[1])
+            gram += inputs.T @ inputs
+            cross += inputs.T @ changes
         if gram is None:
             raise ValueError(f"no training video has more than window = {window} frames")
         penalty = torch.full((len(gram),), float(ridge), dtype=gram.dtype)
@@ -87,7 +91,7 @@ class LeastSquaresDynamics:
         if not torch.isfinite(weights).all():
             raise ValueError("the least-squares fit is not finite: do the training slots hold "
                              "NaN or infinity?")
-        return cls(weights.float(), window)
+        return cls(weights.float())
 
     def rollout(self, burn_in: torch.Tensor, steps: int) -> torch.Tensor:
         """`[b,steps,n,d]` after `burn_in` `[b,t,n,d]`; a burn-in shorter than the window is
