@@ -349,10 +349,12 @@ def run_columns(run_folders: list[str]) -> dict[str, Path]:
             for name, folder in zip(names, run_folders, strict=True)}
 
 
-def check_finished_run(run: Path, *names: str) -> None:
-    """Raise a BadInputError naming `run` if any of `names` is missing from its folder."""
-    for name in names:
-        if not (run / name).exists():
+def check_finished_run(run: Path, files: tuple[str, ...], folders: tuple[str, ...] = ()) -> None:
+    """Raise a BadInputError naming `run` if any of `files` is not a file in its folder, or any
+    of `folders` not a folder."""
+    for name, present in [*((name, (run / name).is_file()) for name in files),
+                          *((name, (run / name).is_dir()) for name in folders)]:
+        if not present:
             raise BadInputError(f"{run} has no {name}: not a finished VQA run")
 
 
@@ -360,7 +362,7 @@ def compare_runs(run_folders: list[str]) -> str:
     """The metrics.json of several runs, side by side."""
     runs = {}
     for column, folder in run_columns(run_folders).items():
-        check_finished_run(folder, "metrics.json")
+        check_finished_run(folder, files=("metrics.json",))
         runs[column] = read_json(folder / "metrics.json")
     return format_accuracy_table(runs)
 
@@ -376,7 +378,7 @@ def family_table(run_folders: list[str], min_count: int) -> str:
 def run_family_scores(run: Path) -> dict[str, FamilyScore]:
     """The evaluation split of finished `run` answered again by its exported model, scored per
     question family (`downstream/question_families.py`)."""
-    check_finished_run(run, "config.yaml", "model")
+    check_finished_run(run, files=("config.yaml",), folders=("model",))
     config = load_config(VqaConfig, str(run / "config.yaml"), [])
     split = config.data.evaluation_split
     if not split:

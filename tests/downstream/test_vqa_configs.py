@@ -59,6 +59,10 @@ def test_compare_names_an_unfinished_run(tmp_path):
     (tmp_path / "running").mkdir()
     with pytest.raises(SystemExit, match=r"running has no metrics.json: not a finished VQA run"):
         main(["--compare", str(tmp_path / "finished"), str(tmp_path / "running")])
+    (tmp_path / "running" / "metrics.json").mkdir()
+    with pytest.raises(SystemExit, match=r"running has no metrics.json: not a finished VQA run"):
+        main(["--compare", str(tmp_path / "finished"), str(tmp_path / "running")])
+    (tmp_path / "running" / "metrics.json").rmdir()
     (tmp_path / "running" / "metrics.json").write_text("{")
     with pytest.raises(SystemExit, match=r"metrics.json is not valid JSON"):
         main(["--compare", str(tmp_path / "finished"), str(tmp_path / "running")])
