@@ -79,7 +79,7 @@ from tasks.clevrer import (  # noqa: E402
 from tasks.clevrer_layout import SPLITS, discover_split  # noqa: E402
 from tasks.collate import CollateConfig, QuestionCollator  # noqa: E402
 from tasks.question_records import question_records, read_question_file  # noqa: E402
-from tasks.questions import QuestionVocabulary  # noqa: E402
+from tasks.questions import QUESTION_TYPES, QuestionVocabulary  # noqa: E402
 from tasks.slots import load_slots  # noqa: E402
 
 DEFAULT_CONFIG = REPOSITORY / "configs" / "vqa" / "default.yaml"
@@ -104,6 +104,8 @@ class VqaDataConfig:
     num_frames: T, frames sampled evenly from each video's slots.
     max_objects: objects per frame of `object_states` (padded with zeros).
     train_split, evaluation_split: CLEVRER splits ("" evaluation: none).
+    question_types: train and evaluate on these question types only (empty: all four), e.g.
+        `[counterfactual]`; the submission split is always answered whole.
     submission_split: a split to answer into output_dir/submission.json ("" none; "test").
     max_question_length, max_choice_length: tokens kept (tasks/collate.py).
     vocabulary_file: question vocabulary ("": built from questions/train.json and cached).
@@ -120,6 +122,7 @@ class VqaDataConfig:
     max_objects: int = 8
     train_split: str = "train"
     evaluation_split: str = "validation"
+    question_types: list[str] = field(default_factory=list)
     submission_split: str = ""
     max_question_length: int = 40
     max_choice_length: int = 20
@@ -142,6 +145,9 @@ class VqaDataConfig:
                 raise ValueError(f"data.{name} must be one of {SPLITS} or empty, got {split!r}")
         if self.train_split == "test":
             raise ValueError("the test split has no answers to train on")
+        unknown = sorted(set(self.question_types) - set(QUESTION_TYPES))
+        if unknown:
+            raise ValueError(f"data.question_types {unknown} are not among {QUESTION_TYPES}")
         self.collator()  # checks the lengths
 
     def collator(self) -> QuestionCollator:
@@ -254,7 +260,7 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaDa
     if data.encoder and data.inputs in ("slots", "shuffled_slots"):
         encoder = load_frozen_encoder(data.encoder)[0].to(device)
 
-    def split_dataset(split: str) -> VqaDataset | None:
+    def split_dataset(split: str, types: list[str]) -> VqaDataset | None:
         if not split:
             return None
         questions = load_clevrer_questions(
@@ -263,6 +269,11 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaDa
                                   vocabulary_file=data.vocabulary_file or None),
             cache_dir=data.cache_dir or None,
         )
+        if types:
+            questions = questions.filter(lambda kind: kind in types, input_columns="question_type")
+            if not len(questions):
+                raise BadInputError(f"the {split} split holds no question of the types {types} "
+                                    "(data.question_types)")
         rollout = None
         if data.rollout:
             rollout = SlotDatasetFeatures(load_slots(data.rollout, split,
@@ -271,8 +282,10 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaDa
         return VqaDataset(questions, data.num_frames,
                           split_features(data, split, encoder, seed, device), rollout)
 
-    return VqaData(split_dataset(data.train_split), split_dataset(data.evaluation_split),
-                   split_dataset(data.submission_split), vocabulary)
+    types = list(data.question_types)
+    return VqaData(split_dataset(data.train_split, types),
+                   split_dataset(data.evaluation_split, types),
+                   split_dataset(data.submission_split, []), vocabulary)
 
 
 def split_features(data: VqaDataConfig, split: str, encoder, seed: int,

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from downstream.reasoner import ReasonerConfig, ReasonerModel
 from downstream.video_features import ArrayFeatures, SlotDatasetFeatures, uniform_frame_indices
+from downstream.vqa import VqaDataConfig, load_vqa_data
 from downstream.vqa_baselines import (
     OBJECT_STATE_DIM,
     DerangedFeatures,
@@ -150,3 +152,35 @@ def test_in_memory_features_check_shapes():
     assert features.videos().tolist() == [4, 7] and features.frame_counts().tolist() == [2, 5]
     with pytest.raises(BadInputError, match="video 5 is not in the features"):
         features(5)
+
+
+def test_question_types_keep_training_and_evaluation_to_those_types(vqa_files, tmp_path):
+    data = VqaDataConfig(clevrer_root=str(vqa_files.clevrer.root), slots=str(vqa_files.slots),
+                         num_frames=3, cache_dir=str(vqa_files.cache),
+                         question_types=["counterfactual", "predictive"],
+                         submission_split="test")
+    loaded = load_vqa_data(data, seed=0, device=torch.device("cpu"))
+    everything = load_vqa_data(replace(data, question_types=[]), seed=0,
+                               device=torch.device("cpu"))
+    for kept, whole in ((loaded.train, everything.train),
+                        (loaded.evaluation, everything.evaluation)):
+        kinds = [row["question_type"] for row in whole.questions]
+        assert sorted(row["question_type"] for row in kept.questions) == sorted(
+            kind for kind in kinds if kind in ("counterfactual", "predictive"))
+        assert 0 < len(kept) < len(whole)
+    assert len(loaded.submission) == len(everything.submission)  # answered whole
+
+    descriptive_only = tmp_path / "clevrer"
+    shutil.copytree(vqa_files.clevrer.root, descriptive_only)
+    path = descriptive_only / "questions" / "validation.json"
+    scenes = json.loads(path.read_text())
+    for scene in scenes:
+        scene["questions"] = [question for question in scene["questions"]
+                              if question["question_type"] == "descriptive"]
+    path.write_text(json.dumps(scenes))
+    with pytest.raises(BadInputError, match=r"the validation split holds no question of the "
+                                            r"types \['counterfactual', 'predictive'\]"):
+        load_vqa_data(replace(data, clevrer_root=str(descriptive_only)), seed=0,
+                      device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"data.question_types \['causal'\] are not among"):
+        replace(data, question_types=["causal"])
