@@ -365,10 +365,10 @@ def run_columns(run_folders: list[str]) -> dict[str, Path]:
 def check_finished_run(run: Path, files: tuple[str, ...], folders: tuple[str, ...] = ()) -> None:
     """Raise a BadInputError naming `run` if any of `files` is not a file in its folder, or any
     of `folders` not a folder."""
-    for name, present in [*((name, (run / name).is_file()) for name in files),
-                          *((name, (run / name).is_dir()) for name in folders)]:
-        if not present:
-            raise BadInputError(f"{run} has no {name}: not a finished VQA run")
+    missing = ([name for name in files if not (run / name).is_file()]
+               + [name for name in folders if not (run / name).is_dir()])
+    if missing:
+        raise BadInputError(f"{run} has no {missing[0]}: not a finished VQA run")
 
 
 def compare_runs(run_folders: list[str]) -> str:
