@@ -404,7 +404,10 @@ def run_family_scores(run: Path) -> dict[str, FamilyScore]:
                          collate_fn=collate)
     predictions = predict_answers(model, batches)
     questions = discover_split(config.data.clevrer_root, split).questions
-    return family_scores(question_records(questions, split, "raise", LoadReport()), predictions)
+    types = config.data.question_types or QUESTION_TYPES
+    records = question_records(questions, split, "raise", LoadReport())
+    return family_scores([record for record in records if record.question_type in types],
+                         predictions)
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[VqaConfig | None, argparse.Namespace]:

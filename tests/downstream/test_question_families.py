@@ -95,3 +95,10 @@ def test_families_of_a_finished_run_add_up_to_its_metrics(vqa_files, tmp_path, c
     assert len(printed) == 1 + len(scores)
     with pytest.raises(SystemExit, match="has no config.yaml: not a finished VQA run"):
         main(["--families", str(tmp_path)])
+
+    # a run on some question types is scored on those alone
+    saved = tmp_path / "run" / "config.yaml"
+    saved.write_text(saved.read_text().replace("question_types: []",
+                                               "question_types: [counterfactual]"))
+    assert run_family_scores(tmp_path / "run") == {
+        family: score for family, score in scores.items() if family.startswith("counterfactual")}
