@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from tasks.bad_input import BadInputError
@@ -148,10 +148,22 @@ def source_identity(path_or_repo_id: str) -> dict | str:
 
 def run_inputs(settings, sources: dict[str, str]) -> dict:
     """What a head's weights are trained on, for the resume check of `train_head`: its data
-    settings (a dataclass) and the identity of each slot dataset or encoder in `sources`
-    (name -> folder or Hub id; empty ones left out)."""
-    return {"data": asdict(settings),
+    settings (a dataclass; those at their defaults left out, so that a setting added to the code
+    later does not stop a run from resuming) and the identity of each slot dataset or encoder in
+    `sources` (name -> folder or Hub id; empty ones left out)."""
+    values = asdict(settings)
+    changed = {item.name: values[item.name] for item in fields(settings)
+               if getattr(settings, item.name) != _default(item)}
+    return {"data": changed,
             **{name: source_identity(path) for name, path in sources.items() if path}}
+
+
+def _default(item):
+    if item.default is not MISSING:
+        return item.default
+    if item.default_factory is not MISSING:
+        return item.default_factory()
+    return MISSING
 
 
 def write_record(folder: Path, record: dict) -> None:

@@ -96,6 +96,10 @@ def test_checkpoints_trained_on_other_slots_are_refused_not_resumed(vqa_files, t
     assert (tmp_path / "run" / "checkpoints" / "step_0000012").is_dir()
     assert run_vqa(config) == pytest.approx(json.loads((tmp_path / "run" / "metrics.json")
                                                        .read_text()))  # same inputs: resumes
+    recorded = json.loads((tmp_path / "run" / "run_inputs.json").read_text())["data"]
+    assert recorded["slots"] == str(slots) and "question_types" not in recorded  # defaults left out
+    with pytest.raises(ValueError, match=r"data: .*question_types"):
+        run_vqa(tiny_config(vqa_files, tmp_path / "run", "data.question_types=[descriptive]"))
 
     record["encoder"]["weights_hash"] = "2" * 16  # the same folder re-extracted by another encoder
     (slots / "extraction.json").write_text(json.dumps(record))
