@@ -82,6 +82,8 @@ class ReasonerConfig(PretrainedConfig):
     initializer_range: float = 0.02
     predicts_masked_slots: bool = False
     slot_tokens: str = "frame"
+    pair_tokens: bool = False
+    pair_width: int = 64
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -101,6 +103,9 @@ class ReasonerConfig(PretrainedConfig):
         if self.slot_tokens not in SLOT_TOKENS:
             raise ValueError(f"slot_tokens must be one of {SLOT_TOKENS}, got "
                              f"{self.slot_tokens!r}")
+        if self.pair_tokens and self.slot_tokens != "track":
+            raise ValueError("pair_tokens adds one token per pair of slot tracks: it needs "
+                             "slot_tokens='track'")
         if self.predicts_masked_slots and self.slot_tokens != "frame":
             raise ValueError("predicts_masked_slots masks a slot in single frames: it needs "
                              "slot_tokens='frame'")
@@ -136,10 +141,22 @@ class SlotEmbedding(nn.Module):
         self.slot_index = nn.Embedding(config.max_slots, config.hidden_size)
         self.max_frames, self.max_slots = config.max_frames, config.max_slots
         self.slot_dim = config.slot_dim
+        self.pairs = config.pair_tokens
+        if self.pairs:
+            self.pair_frame = nn.Sequential(
+                nn.Linear(2 * config.slot_dim, config.pair_width), nn.GELU(),
+                nn.Linear(config.pair_width, config.pair_width))
+            self.pair_track = nn.Linear(config.max_frames * config.pair_width,
+                                        config.hidden_size)
 
-    def tokens_per_slot(self, num_frames: int) -> int:
-        """How many tokens each slot of a `num_frames`-frame clip becomes."""
-        return 1 if self.tracks else num_frames
+    def token_mask(self, present: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """`[b,n]` present slots -> `[b,tokens]`, True on the tokens that take part."""
+        if not self.tracks:
+            return repeat(present, "b n -> b (t n)", t=num_frames)
+        if not self.pairs:
+            return present
+        first, second = torch.triu_indices(present.shape[1], present.shape[1], 1)
+        return torch.cat([present, present[:, first] & present[:, second]], dim=1)
 
     def forward(self, slots: torch.Tensor, slot_type: torch.Tensor,
                 masked: torch.Tensor | None = None,
@@ -155,7 +172,10 @@ class SlotEmbedding(nn.Module):
         if self.tracks:
             tracks = F.pad(slots, (0, 0, 0, 0, 0, self.max_frames - num_frames))
             tracks = rearrange(tracks, "b t n d -> b n (t d)")
-            return self.project(tracks.to(self.project.weight.dtype)) + indices + slot_type
+            tokens = self.project(tracks.to(self.project.weight.dtype)) + indices + slot_type
+            if not self.pairs:
+                return tokens
+            return torch.cat([tokens, self.pair_embedding(slots, tokens)], dim=1)
         frames = self.frame_time.weight[:num_frames, None]  # [t,1,h]
         projected = self.project(slots.to(self.project.weight.dtype))
         if masked is not None:
@@ -163,6 +183,21 @@ class SlotEmbedding(nn.Module):
                                     projected)
         tokens = projected + frames + indices + slot_type
         return rearrange(tokens, "b t n h -> b (t n) h")
+
+
+    def pair_embedding(self, slots: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
+        """Slots `[b,t,n,d]` and their track tokens `[b,n,h]` -> `[b,p,h]`, one token per
+        unordered pair (p = n (n-1) / 2): a symmetric MLP of the two slots in each frame, the
+        frames concatenated and projected, plus both tracks' tokens."""
+        num_frames, num_slots = slots.shape[1], slots.shape[2]
+        first, second = torch.triu_indices(num_slots, num_slots, 1, device=slots.device)
+        one, other = slots[:, :, first], slots[:, :, second]  # [b,t,p,d]
+        dtype = self.project.weight.dtype
+        relation = (self.pair_frame(torch.cat([one, other], -1).to(dtype))
+                    + self.pair_frame(torch.cat([other, one], -1).to(dtype)))  # [b,t,p,r]
+        relation = F.pad(relation, (0, 0, 0, 0, 0, self.max_frames - num_frames))
+        relation = rearrange(relation, "b t p r -> b p (t r)")
+        return self.pair_track(relation) + tracks[:, first] + tracks[:, second]
 
 
 class TextEmbedding(nn.Module):
@@ -260,8 +295,8 @@ class ReasonerModel(PreTrainedModel):
             owners = torch.cat([torch.arange(num_questions, device=slots.device),
                                 choice_to_question])
             tokens.insert(0, slot_tokens[owners])
-            masks.insert(0, repeat(present_slot_mask(slots, present_slots), "b n -> b (t n)",
-                                   t=self.slots.tokens_per_slot(slots.shape[1]))[owners])
+            masks.insert(0, self.slots.token_mask(present_slot_mask(slots, present_slots),
+                                                  slots.shape[1])[owners])
         cls = self.token_types.weight[CLS_TYPE].expand(len(words), 1, -1)
         sequence = self.embedding_dropout(torch.cat([cls, *tokens], dim=1))
         attended = torch.cat([real.new_ones(len(words), 1), *masks], dim=1)

@@ -163,6 +163,9 @@ class ReasonerSettings:
     dropout: in attention, feed-forward and on the input embeddings.
     slot_tokens: "frame", a token per slot per frame (Aloe); "track", one token per slot
         holding its T frames (`downstream/reasoner.py`).
+    pair_tokens: with `slot_tokens="track"`, one more token per pair of slots, made from both
+        slots in every frame, so that a relation of two objects (did they collide?) is one token
+        the question can find.
     """
 
     hidden_size: int = 128
@@ -171,6 +174,7 @@ class ReasonerSettings:
     intermediate_size: int = 512
     dropout: float = 0.1
     slot_tokens: str = "frame"
+    pair_tokens: bool = False
 
 
 @dataclass
@@ -193,6 +197,9 @@ class VqaConfig:
         if self.loss.masked_slot_weight and self.model.slot_tokens != "frame":
             raise ValueError("loss.masked_slot_weight masks a slot in single frames: it needs "
                              f"model.slot_tokens=frame, not {self.model.slot_tokens!r}")
+        if self.model.pair_tokens and self.model.slot_tokens != "track":
+            raise ValueError("model.pair_tokens pairs slot tracks: it needs "
+                             f"model.slot_tokens=track, not {self.model.slot_tokens!r}")
         if self.prepare.enabled:
             return  # prepare sets clevrer_root and slots
         if not self.data.clevrer_root:
@@ -333,6 +340,7 @@ def sized_reasoner_config(config: VqaConfig, vocabulary_size: int,
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
         dropout=settings.dropout, slot_tokens=settings.slot_tokens,
+        pair_tokens=slots is not None and settings.pair_tokens,
         predicts_masked_slots=slots is not None and config.loss.masked_slot_weight > 0,
     )
 

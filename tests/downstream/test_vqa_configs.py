@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from downstream.vqa import DEFAULT_CONFIG, REPOSITORY, VqaConfig, main
+from downstream.vqa import DEFAULT_CONFIG, REPOSITORY, VqaConfig, main, sized_reasoner_config
 from ocl.config_loading import load_config
 
 CONFIGS = sorted((REPOSITORY / "configs" / "vqa").glob("*.yaml"))
@@ -40,6 +40,17 @@ def test_bad_configs_are_named():
     with pytest.raises(ValueError, match="the test split has no answers"):
         load_config(VqaConfig, None, ["data.train_split=test", "data.inputs=none",
                                       "data.clevrer_root=x"])
+    with pytest.raises(ValueError, match="model.pair_tokens pairs slot tracks: it needs "
+                                         "model.slot_tokens=track, not 'frame'"):
+        load_config(VqaConfig, None, ["model.pair_tokens=true", "data.inputs=none",
+                                      "data.clevrer_root=x"])
+
+
+def test_pair_tokens_are_built_only_where_there_are_slots():
+    config = load_config(VqaConfig, None, ["model.slot_tokens=track", "model.pair_tokens=true",
+                                           "data.slots=slots", "data.clevrer_root=x"])
+    assert sized_reasoner_config(config, 10, (7, 64)).pair_tokens
+    assert not sized_reasoner_config(config, 10, None).pair_tokens  # the question alone
 
 
 def test_compare_prints_runs_side_by_side(tmp_path, capsys):

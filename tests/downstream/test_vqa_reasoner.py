@@ -10,6 +10,10 @@ from tasks.collate import QuestionCollator
 VOCABULARY, SLOT_DIM, SLOTS, FRAMES = 30, 6, 4, 3
 
 
+TOKENS = {"frame": dict(slot_tokens="frame"), "track": dict(slot_tokens="track"),
+          "track+pairs": dict(slot_tokens="track", pair_tokens=True)}
+
+
 def tiny_config(**fields) -> ReasonerConfig:
     values = dict(vocabulary_size=VOCABULARY, slot_dim=SLOT_DIM, max_slots=SLOTS,
                   max_frames=FRAMES, max_text_length=16, hidden_size=16, num_layers=2,
@@ -63,10 +67,10 @@ def test_output_shapes():
     assert model()(**inputs(descriptive_only)).choice_logits.shape == (0,)
 
 
-@pytest.mark.parametrize("slot_tokens", ["frame", "track"])
-def test_a_sequence_sees_only_its_own_question_slots_and_words(slot_tokens):
+@pytest.mark.parametrize("tokens", TOKENS)
+def test_a_sequence_sees_only_its_own_question_slots_and_words(tokens):
     """Reordering or dropping the other questions, and extra padding, change no logit."""
-    reasoner = model(slot_tokens=slot_tokens)
+    reasoner = model(**TOKENS[tokens])
     items = rows()
     whole = reasoner(**inputs(QuestionCollator()(items)))
     alone = reasoner(**inputs(QuestionCollator()(items[1:2])))
@@ -98,6 +102,8 @@ def test_bad_input_is_named():
         tiny_config(slot_tokens="object")
     with pytest.raises(ValueError, match="predicts_masked_slots .* needs slot_tokens='frame'"):
         tiny_config(slot_tokens="track", predicts_masked_slots=True)
+    with pytest.raises(ValueError, match="pair_tokens .* needs slot_tokens='track'"):
+        tiny_config(pair_tokens=True)
 
 
 def test_a_track_token_holds_a_slot_over_time():
@@ -117,6 +123,23 @@ def test_a_track_token_holds_a_slot_over_time():
     assert tokens.shape == (3, SLOTS, 16)
 
 
+def test_a_pair_token_reads_its_two_slots_alone_in_either_order():
+    """n (n-1) / 2 pair tokens follow the n track tokens; the token of slots (0, 1) is the same
+    with the two slots swapped, and does not change with slot 3."""
+    reasoner = model(slot_tokens="track", pair_tokens=True)
+    slots = QuestionCollator()(rows()).slots
+    tokens = reasoner.slots(slots, torch.zeros(16))
+    assert tokens.shape == (3, SLOTS + SLOTS * (SLOTS - 1) // 2, 16)
+    swapped = reasoner.slots(slots[:, :, [1, 0, 2, 3]], torch.zeros(16))
+    torch.testing.assert_close(swapped[:, SLOTS], tokens[:, SLOTS])  # the pair (0, 1)
+    assert not torch.allclose(swapped[:, SLOTS + 1], tokens[:, SLOTS + 1])  # (0, 2): now (1, 2)
+    moved = slots.clone()
+    moved[:, :, 3] += 1.0
+    changed = reasoner.slots(moved, torch.zeros(16))
+    torch.testing.assert_close(changed[:, SLOTS:SLOTS + 2], tokens[:, SLOTS:SLOTS + 2])
+    assert not torch.allclose(changed[:, SLOTS + 2], tokens[:, SLOTS + 2])  # (0, 3)
+
+
 def test_save_and_load(tmp_path):
     reasoner = model()
     reasoner.save_pretrained(tmp_path / "reasoner")
@@ -127,10 +150,11 @@ def test_save_and_load(tmp_path):
                                reasoner(**inputs(batch)).choice_logits)
 
 
-@pytest.mark.parametrize("slot_tokens", ["frame", "track"])
-def test_an_absent_slot_changes_nothing(slot_tokens):
-    """A slot marked absent (padding, a rollout's removed slot) is attended by no token."""
-    reasoner = model(slot_tokens=slot_tokens)
+@pytest.mark.parametrize("tokens", TOKENS)
+def test_an_absent_slot_changes_nothing(tokens):
+    """A slot marked absent (padding, a rollout's removed slot) is attended by no token, nor
+    are the pair tokens it is part of."""
+    reasoner = model(**TOKENS[tokens])
     items = rows()
     present = torch.tensor([True, False, True, True])
     for item in items:
