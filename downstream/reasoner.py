@@ -29,6 +29,12 @@ at every slot position back to slot space, `[b,t,n,d]`; `downstream/vqa_task.py`
 masked ones against all slots of the same video (a contrastive loss). Predicting a slot from the
 other frames and slots asks the transformer for the scene's dynamics, which the questions alone
 teach slowly.
+
+A grounding head (`grounds_objects`): each sequence's CLS output, projected, scores every slot
+by its dot product with that slot's outputs (averaged over frames; a track's one token) over
+sqrt(h): `grounding_logits` `[b+c,n]`, which `downstream/vqa_task.py` trains to pick the slots
+of the objects the sequence names (`downstream/object_grounding.py`). It asks the CLS token to
+find the objects a question is about, which the answers alone teach slowly.
 """
 
 from dataclasses import dataclass
@@ -63,6 +69,9 @@ class ReasonerConfig(PretrainedConfig):
         (module docstring); needs use_slots and frame tokens.
     slot_tokens: "frame", a token per slot per frame (Aloe); "track", a token per slot holding
         all its frames (module docstring).
+    pair_tokens: with track tokens, one more token per pair of slots (`SlotEmbedding`).
+    pair_width: channels of the per-frame pair MLP.
+    grounds_objects: a grounding head (module docstring); needs use_slots.
     """
 
     model_type = "clevrer_reasoner"
@@ -84,6 +93,7 @@ class ReasonerConfig(PretrainedConfig):
     slot_tokens: str = "frame"
     pair_tokens: bool = False
     pair_width: int = 64
+    grounds_objects: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -103,6 +113,9 @@ class ReasonerConfig(PretrainedConfig):
         if self.slot_tokens not in SLOT_TOKENS:
             raise ValueError(f"slot_tokens must be one of {SLOT_TOKENS}, got "
                              f"{self.slot_tokens!r}")
+        if self.grounds_objects and not self.use_slots:
+            raise ValueError("grounds_objects needs use_slots: the question-only reasoner has "
+                             "no slots to point at")
         if self.pair_tokens and self.slot_tokens != "track":
             raise ValueError("pair_tokens adds one token per pair of slot tracks: it needs "
                              "slot_tokens='track'")
@@ -119,11 +132,14 @@ class ReasonerOutput:
     choice_logits: `[c]` one score per question+choice sequence; > 0 means "correct".
     slot_predictions: `[b,t,n,d]` the slots predicted at every slot position of each question's
         own sequence (None unless the config `predicts_masked_slots`).
+    grounding_logits: `[b+c,n]` how much each sequence (the questions', then the choices') is
+        about each slot (None unless the config `grounds_objects`).
     """
 
     descriptive_logits: torch.Tensor
     choice_logits: torch.Tensor
     slot_predictions: torch.Tensor | None = None
+    grounding_logits: torch.Tensor | None = None
 
 
 class SlotEmbedding(nn.Module):
@@ -246,6 +262,8 @@ class ReasonerModel(PreTrainedModel):
         if config.predicts_masked_slots:
             self.mask_embedding = nn.Parameter(torch.zeros(config.hidden_size))
             self.slot_prediction_head = nn.Linear(config.hidden_size, config.slot_dim)
+        if config.grounds_objects:
+            self.grounding_head = nn.Linear(config.hidden_size, config.hidden_size)
         self.post_init()
 
     def forward(
@@ -307,11 +325,27 @@ class ReasonerModel(PreTrainedModel):
             at_slots = hidden[:num_questions, 1:1 + slots.shape[1] * slots.shape[2]]
             slot_predictions = rearrange(self.slot_prediction_head(at_slots),
                                          "b (t n) d -> b t n d", t=slots.shape[1])
+        grounding_logits = None
+        if self.config.grounds_objects:
+            grounding_logits = self.grounding(cls_output, hidden, slots.shape[1], slots.shape[2])
         return ReasonerOutput(
             descriptive_logits=self.descriptive_head(cls_output[:num_questions]),
             choice_logits=self.choice_head(cls_output[num_questions:]).squeeze(-1),
             slot_predictions=slot_predictions,
+            grounding_logits=grounding_logits,
         )
+
+    def grounding(self, cls_output: torch.Tensor, hidden: torch.Tensor, num_frames: int,
+                  num_slots: int) -> torch.Tensor:
+        """`[s,n]` grounding logits from the CLS outputs `[s,h]` and every sequence's outputs
+        `[s,1+...,h]` (the slot tokens right after CLS)."""
+        if self.config.slot_tokens == "track":
+            at_slots = hidden[:, 1:1 + num_slots]
+        else:
+            at_slots = rearrange(hidden[:, 1:1 + num_frames * num_slots], "s (t n) h -> s t n h",
+                                 t=num_frames).mean(1)
+        query = self.grounding_head(cls_output)
+        return torch.einsum("sh,snh->sn", query, at_slots) / at_slots.shape[-1] ** 0.5
 
 
 def present_slot_mask(slots: torch.Tensor, present_slots: torch.Tensor | None) -> torch.Tensor:

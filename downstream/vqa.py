@@ -43,6 +43,7 @@ from downstream.head_training import (  # noqa: E402
     evaluation_batches,
     train_head,
 )
+from downstream.object_grounding import SlotGrounding  # noqa: E402
 from downstream.question_families import (  # noqa: E402
     FamilyScore,
     family_scores,
@@ -197,6 +198,11 @@ class VqaConfig:
         if self.loss.masked_slot_weight and self.model.slot_tokens != "frame":
             raise ValueError("loss.masked_slot_weight masks a slot in single frames: it needs "
                              f"model.slot_tokens=frame, not {self.model.slot_tokens!r}")
+        if self.loss.grounding_weight and self.data.inputs != "object_states":
+            raise ValueError("loss.grounding_weight points at the slots that hold the named "
+                             "objects, which only ground-truth states say (slot i: the object "
+                             f"of rank i): it needs data.inputs=object_states, not "
+                             f"{self.data.inputs!r}")
         if self.model.pair_tokens and self.model.slot_tokens != "track":
             raise ValueError("model.pair_tokens pairs slot tracks: it needs "
                              f"model.slot_tokens=track, not {self.model.slot_tokens!r}")
@@ -229,7 +235,8 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
         config = replace(config, data=replace(config.data, clevrer_root=str(clevrer_root),
                                               slots=str(slots)))
     with accelerator.main_process_first():  # the main process builds the caches, others read
-        data = load_vqa_data(config.data, config.training.seed, accelerator.device)
+        data = load_vqa_data(config.data, config.training.seed, accelerator.device,
+                             grounding=config.loss.grounding_weight > 0)
     torch.manual_seed(config.training.seed)  # before the model's initialisation
     model = ReasonerModel(reasoner_config(config, data))
     accelerator.print(
@@ -259,15 +266,17 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
     return metrics
 
 
-def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaData:
-    """The train, evaluation and submission datasets of `data`."""
+def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
+                  grounding: bool = False) -> VqaData:
+    """The train, evaluation and submission datasets of `data`; with `grounding`, the training
+    rows carry the slots their questions name (`downstream/object_grounding.py`)."""
     vocabulary = clevrer_vocabulary(data.clevrer_root, data.vocabulary_file or None,
                                     data.cache_dir or None)
     encoder = None
     if data.encoder and data.inputs in ("slots", "shuffled_slots"):
         encoder = load_frozen_encoder(data.encoder)[0].to(device)
 
-    def split_dataset(split: str, types: list[str]) -> VqaDataset | None:
+    def split_dataset(split: str, types: list[str], grounded: bool = False) -> VqaDataset | None:
         if not split:
             return None
         questions = load_clevrer_questions(
@@ -286,11 +295,15 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device) -> VqaDa
             rollout = SlotDatasetFeatures(load_slots(data.rollout, split,
                                                      cache_dir=data.cache_dir or None),
                                           name=f"rollout dataset {data.rollout} ({split})")
+        names = None
+        if grounded:
+            names = SlotGrounding.from_annotations(
+                discover_split(data.clevrer_root, split).annotations, data.max_objects)
         return VqaDataset(questions, data.num_frames,
-                          split_features(data, split, encoder, seed, device), rollout)
+                          split_features(data, split, encoder, seed, device), rollout, names)
 
     types = list(data.question_types)
-    return VqaData(split_dataset(data.train_split, types),
+    return VqaData(split_dataset(data.train_split, types, grounding),
                    split_dataset(data.evaluation_split, types),
                    split_dataset(data.submission_split, []), vocabulary)
 
@@ -341,6 +354,7 @@ def sized_reasoner_config(config: VqaConfig, vocabulary_size: int,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,
         dropout=settings.dropout, slot_tokens=settings.slot_tokens,
         pair_tokens=slots is not None and settings.pair_tokens,
+        grounds_objects=slots is not None and config.loss.grounding_weight > 0,
         predicts_masked_slots=slots is not None and config.loss.masked_slot_weight > 0,
     )
 

@@ -14,12 +14,17 @@ those the dynamics model predicts), predictive and counterfactual questions read
 spread evenly over the whole rollout instead, so part of them lie after the video's end;
 descriptive and explanatory questions always read the observed video. A rollout's removed
 slot (a counterfactual rollout) is marked absent in the rows that read the rollout.
+
+With a `SlotGrounding`, rows also carry `named_slots` `[n]` and `choice_named_slots` `[k,n]`
+bool, the slots holding the objects that the question and each choice name (the grounding loss's
+targets, `downstream/object_grounding.py`).
 """
 
 import datasets
 import numpy as np
 from torch.utils.data import Dataset
 
+from downstream.object_grounding import SlotGrounding
 from downstream.video_features import VideoFeatures, uniform_frame_indices
 from tasks.bad_input import BadInputError
 from tasks.questions import QUESTION_TYPES
@@ -40,16 +45,23 @@ class VqaDataset(Dataset):
     """
 
     def __init__(self, questions: datasets.Dataset, num_frames: int,
-                 features: VideoFeatures | None = None, rollout: VideoFeatures | None = None):
+                 features: VideoFeatures | None = None, rollout: VideoFeatures | None = None,
+                 grounding: SlotGrounding | None = None):
         if rollout is not None and features is None:
             raise ValueError("a rollout replaces the slots of some questions; give features too")
+        if grounding is not None and (features is None
+                                      or grounding.num_slots != features.num_slots):
+            raise ValueError("grounding names slots of the features: give features of "
+                             f"{grounding.num_slots} slots")
         if rollout is not None and (rollout.num_slots, rollout.feature_dim) != (
                 features.num_slots, features.feature_dim):
             raise BadInputError(
                 f"rollout slots are [t,{rollout.num_slots},{rollout.feature_dim}], the video "
                 f"slots [t,{features.num_slots},{features.feature_dim}]"
             )
-        self.questions = questions.select_columns(list(QUESTION_COLUMNS))
+        programs = ["program", "choice_programs"] if grounding is not None else []
+        self.questions = questions.select_columns(list(QUESTION_COLUMNS) + programs)
+        self.grounding = grounding
         self.num_frames = num_frames
         self.features, self.rollout = features, rollout
         table = self.questions.with_format("arrow")
@@ -76,6 +88,8 @@ class VqaDataset(Dataset):
             video = source(row["video_index"])
             row["slots"] = video[uniform_frame_indices(len(video), self.num_frames)]
             row["present_slots"] = source.present_slots(row["video_index"])
+        if self.grounding is not None:
+            row.update(self.grounding.row_targets(row))
         return row
 
 

@@ -18,6 +18,12 @@ all the present slots of its video, every frame, by the cosine of the reasoner's
 (`ReasonerOutput.slot_predictions`) with each, over `masked_slot_temperature`; a mean over the
 micro-batch's masked slots. Negatives from the same slot at other frames make it a question of
 when as much as which.
+
+With `loss.grounding_weight` > 0 (needs rows with `named_slots`, `downstream/object_grounding.py`,
+and a reasoner that `grounds_objects`), the weight times the grounding loss is added: for every
+sequence (a question's own, or a question+choice) that names at least one object, the mean
+binary cross-entropy of its `grounding_logits` against the named slots, over its video's present
+slots; summed over such sequences and divided by b like the answers' loss.
 """
 
 from collections.abc import Iterable
@@ -42,11 +48,13 @@ class VqaLossConfig:
     masked_slot_weight: weight of the masked-slot loss (0: off).
     masked_slot_probability: chance that a present slot token is masked in training.
     masked_slot_temperature: the contrast's temperature over cosine similarities.
+    grounding_weight: weight of the grounding loss (0: off).
     """
 
     masked_slot_weight: float = 0.0
     masked_slot_probability: float = 0.15
     masked_slot_temperature: float = 0.1
+    grounding_weight: float = 0.0
 
     def __post_init__(self):
         if self.masked_slot_weight < 0:
@@ -55,6 +63,8 @@ class VqaLossConfig:
         if not 0 < self.masked_slot_probability < 1:
             raise ValueError(f"loss.masked_slot_probability must be in (0, 1), got "
                              f"{self.masked_slot_probability}")
+        if self.grounding_weight < 0:
+            raise ValueError(f"loss.grounding_weight must be >= 0, got {self.grounding_weight}")
         if self.masked_slot_temperature <= 0:
             raise ValueError(f"loss.masked_slot_temperature must be > 0, got "
                              f"{self.masked_slot_temperature}")
@@ -123,6 +133,20 @@ def masked_slot_loss(predictions: torch.Tensor, slots: torch.Tensor, masked: tor
     return F.cross_entropy(logits[rows], targets[rows])
 
 
+def grounding_loss(logits: torch.Tensor, named: torch.Tensor, present: torch.Tensor,
+                   num_questions: int) -> torch.Tensor:
+    """The grounding loss (module docstring).
+
+    logits, named, present: `[s,n]` the sequences' grounding logits, the slots they name, and the
+    slots of their videos that take part. num_questions: b, the divisor.
+    """
+    named, present = named.bool(), present.bool()
+    rows = (named & present).any(-1)
+    costs = F.binary_cross_entropy_with_logits(logits.float(), named.float(), reduction="none")
+    per_sequence = (costs * present).sum(-1) / present.sum(-1).clamp(min=1)
+    return per_sequence[rows].sum() / num_questions
+
+
 class VqaTask:
     """The reasoner's `HeadTask`: evaluation wants `evaluation_sharding="disjoint"` (its metric
     states sum over processes)."""
@@ -131,17 +155,30 @@ class VqaTask:
         self.loss = loss or VqaLossConfig()
 
     def training_loss(self, model: ReasonerModel, batch: QuestionBatch) -> dict:
-        if not self.loss.masked_slot_weight or batch.slots is None:
+        masking = bool(self.loss.masked_slot_weight) and batch.slots is not None
+        if not masking and not self.loss.grounding_weight:
             return vqa_losses(reasoner_output(model, batch), batch)
         present = present_slot_mask(batch.slots, batch.present_slots)
-        masked = sample_masked_slots(present, batch.slots.shape[1],
-                                     self.loss.masked_slot_probability)
+        masked = None
+        if masking:
+            masked = sample_masked_slots(present, batch.slots.shape[1],
+                                         self.loss.masked_slot_probability)
         output = reasoner_output(model, batch, masked)
         losses = vqa_losses(output, batch)
-        masked_loss = masked_slot_loss(output.slot_predictions, batch.slots, masked, present,
-                                       self.loss.masked_slot_temperature)
-        losses["loss"] = losses["loss"] + self.loss.masked_slot_weight * masked_loss
-        losses["masked_slot_loss"] = masked_loss.detach()
+        if masking:
+            masked_loss = masked_slot_loss(output.slot_predictions, batch.slots, masked, present,
+                                           self.loss.masked_slot_temperature)
+            losses["loss"] = losses["loss"] + self.loss.masked_slot_weight * masked_loss
+            losses["masked_slot_loss"] = masked_loss.detach()
+        if self.loss.grounding_weight:
+            if output.grounding_logits is None or batch.named_slots is None:
+                raise ValueError("loss.grounding_weight needs a reasoner that grounds_objects "
+                                 "and rows with named_slots (a SlotGrounding)")
+            sequences_present = torch.cat([present, present[batch.choice_to_question]])
+            grounding = grounding_loss(output.grounding_logits, batch.named_slots,
+                                       sequences_present, len(batch.question_id))
+            losses["loss"] = losses["loss"] + self.loss.grounding_weight * grounding
+            losses["grounding_loss"] = grounding.detach()
         return losses
 
     def evaluate(self, model: ReasonerModel, batches: Iterable[QuestionBatch],

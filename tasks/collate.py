@@ -58,6 +58,8 @@ class QuestionBatch:
     # a rollout's removed slot)
     question_subtype: torch.Tensor | None = None  # [b] int64, index in DESCRIPTIVE_SUBTYPES;
     # -1 for multiple-choice questions and rows without one
+    named_slots: torch.Tensor | None = None  # [b+c,n] bool, the slots holding what each
+    # question (then each choice sequence) names (`downstream/object_grounding.py`)
 
     def to(self, device: torch.device | str) -> QuestionBatch:
         """The same batch with every tensor on `device`."""
@@ -114,7 +116,18 @@ class QuestionCollator:
             present_slots=_stack(rows, "present_slots"),
             question_subtype=_integers([SUBTYPE_INDEX.get(row.get("question_subtype"), -1)
                                         for row in rows]),
+            named_slots=_named_slots(rows),
         )
+
+
+def _named_slots(rows: Sequence[Mapping]) -> torch.Tensor | None:
+    """`[b+c,n]` bool: the rows' `named_slots`, then their `choice_named_slots` in the order of
+    the choice sequences; None when the rows carry none."""
+    if "named_slots" not in rows[0]:
+        return None
+    named = [row["named_slots"] for row in rows]
+    named += [choice for row in rows for choice in row["choice_named_slots"]]
+    return torch.from_numpy(np.stack(named).astype(bool))
 
 
 def _pad(sequences: list[list[int]], fill: int = PAD_ID,
