@@ -4,8 +4,9 @@ The reasoner of a config (default: the main job's, `configs/vqa/default.yaml`) t
 synthetic batches shaped like CLEVRER's (question lengths, the share of each question type and
 their choices), with AdamW: training samples (questions) per second. Its FLOPs per sample are
 counted with `torch.utils.flop_counter.FlopCounterMode` over one training step (forward and
-backward), for both slot-token layouts (a token per slot per frame, Aloe's; a token per slot
-track, `model.slot_tokens=track`) side by side; achieved FLOP/s = FLOPs per step / median
+backward), for the slot-token layouts side by side (a token per slot per frame, Aloe's; a token
+per slot track, `model.slot_tokens=track`; tracks and a token per pair of slots,
+`model.pair_tokens=true`); achieved FLOP/s = FLOPs per step / median
 seconds per step. In the same run a large `torch.matmul` is timed (median too): the machine's
 measured matmul FLOP/s, the ceiling the ratio is taken against. On CUDA both run in bf16. The
 load average is printed: on a shared machine, other work slows both.
@@ -26,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import describe_machine  # noqa: E402
-from downstream.reasoner import SLOT_TOKENS, ReasonerModel  # noqa: E402
+from downstream.reasoner import ReasonerModel  # noqa: E402
 from downstream.vqa import DEFAULT_CONFIG, VqaConfig, sized_reasoner_config  # noqa: E402
 from downstream.vqa_task import VqaLossConfig, VqaTask  # noqa: E402
 from ocl.config_loading import load_config  # noqa: E402
@@ -35,6 +36,8 @@ from tasks.questions import DESCRIPTIVE_ANSWERS  # noqa: E402
 
 VOCABULARY = 80  # CLEVRER's question vocabulary is about 80 words
 # (question type, share of the training questions, choices of each)
+LAYOUTS: dict[str, dict] = {"frame": {"slot_tokens": "frame"}, "track": {"slot_tokens": "track"},
+                            "track+pairs": {"slot_tokens": "track", "pair_tokens": True}}
 QUESTION_MIX = (("descriptive", 0.72, 0), ("explanatory", 0.11, 3), ("predictive", 0.05, 2),
                 ("counterfactual", 0.12, 3))
 
@@ -105,8 +108,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     batches = [synthetic_batch(batch_size, config.data.num_frames, args.num_slots,
                                args.slot_dim, generator).to(args.device) for _ in range(4)]
-    speeds = {layout: measure_training(config, layout, batches, args, dtype)
-              for layout in SLOT_TOKENS}
+    speeds = {layout: measure_training(config, LAYOUTS[layout], batches, args, dtype)
+              for layout in LAYOUTS}
     machine = matmul_flops_per_second(args.device, dtype)
 
     sequences = batches[0].question_tokens.shape[0] + batches[0].choice_tokens.shape[0]
@@ -114,9 +117,9 @@ def main() -> None:
     print(f"reasoner of {args.config}: hidden {settings.hidden_size}, {settings.num_layers} "
           f"layers; {config.data.num_frames} frames x {args.num_slots} slots of {args.slot_dim}; "
           f"batch {batch_size} questions ({sequences} sequences with the choices); device "
-          f"{args.device}, {str(dtype).removeprefix('torch.')}; slot tokens per frame (Aloe) "
-          f"and per slot track (model.slot_tokens)\n")
-    print(f"{'':<34}" + "".join(f"{layout:>12}" for layout in SLOT_TOKENS))
+          f"{args.device}, {str(dtype).removeprefix('torch.')}; slot tokens per frame (Aloe), "
+          f"per slot track (model.slot_tokens) and with pair tokens (model.pair_tokens)\n")
+    print(f"{'':<34}" + "".join(f"{layout:>12}" for layout in LAYOUTS))
     rows = (("parameters", lambda speed: f"{speed.parameters:,}"),
             ("training samples/s", lambda speed: f"{batch_size / speed.seconds_per_step:.1f}"),
             ("GFLOP per sample (fwd + bwd)",
@@ -124,7 +127,7 @@ def main() -> None:
             ("achieved GFLOP/s", lambda speed: f"{speed.achieved / 1e9:.1f}"),
             ("achieved / machine matmul", lambda speed: f"{speed.achieved / machine:.1%}"))
     for name, cell in rows:
-        print(f"{name:<34}" + "".join(f"{cell(speeds[layout]):>12}" for layout in SLOT_TOKENS))
+        print(f"{name:<34}" + "".join(f"{cell(speeds[layout]):>12}" for layout in LAYOUTS))
     print(f"{'machine matmul GFLOP/s (2048^2)':<34}{machine / 1e9:>12.1f}")
 
 
@@ -141,13 +144,12 @@ class TrainingSpeed:
         return self.flops_per_step / self.seconds_per_step
 
 
-def measure_training(config: VqaConfig, slot_tokens: str, batches: list[QuestionBatch],
+def measure_training(config: VqaConfig, tokens: dict, batches: list[QuestionBatch],
                      args: argparse.Namespace, dtype: torch.dtype) -> TrainingSpeed:
-    """The config's reasoner with `slot_tokens`, trained with AdamW on `batches` (the answers'
-    losses; no masked-slot loss)."""
+    """The config's reasoner with the model settings `tokens`, trained with AdamW on `batches`
+    (the answers' losses; no masked-slot or grounding loss)."""
     torch.manual_seed(0)
-    layout = replace(config, model=replace(config.model, slot_tokens=slot_tokens),
-                     loss=VqaLossConfig())
+    layout = replace(config, model=replace(config.model, **tokens), loss=VqaLossConfig())
     model = ReasonerModel(sized_reasoner_config(layout, VOCABULARY,
                                                 (args.num_slots, args.slot_dim)))
     model = model.to(args.device).train()
