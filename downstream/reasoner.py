@@ -11,9 +11,13 @@ Every sequence is `[CLS] + the slots of t frames + text`:
   something across frames); with `slot_tokens="track"`, one token per slot for the whole clip
   instead: Linear(t d, h)(the slot's t frames, concatenated) + slot-index embedding + type "slot"
   (n tokens instead of t n: an object's whole trajectory is one hop away from the question);
+- with `pair_tokens` (tracks only), n (n-1) / 2 more tokens after the tracks, one per pair of
+  slots: an MLP of the two slots in each frame (summed over both orders), the frames
+  concatenated and projected, plus the two track tokens (a relation of two objects, such as a
+  collision, one hop away);
 - a word: word embedding + position embedding + type "question" or "choice" (the segment id).
 A slot marked absent (`present_slots`: padding, a rollout's removed slot) is attended by no
-token in any frame.
+token in any frame, nor are its pairs.
 A question's own sequence holds its words; a multiple-choice question also gets one sequence per
 choice, `question <sep> choice` (see `tasks/collate.py`). A pre-norm transformer encoder reads all
 b + c sequences at once. The descriptive head classifies the CLS output of each question's own
@@ -145,7 +149,8 @@ class ReasonerOutput:
 class SlotEmbedding(nn.Module):
     """Slots `[b,t,n,d]` -> tokens `[b,(t n),h]`: a projection plus frame-time, slot-index and
     token-type embeddings; for `slot_tokens="track"`, `[b,n,h]`: a projection of each slot's t
-    frames (zeros after the t-th up to max_frames) plus slot-index and token-type embeddings."""
+    frames (zeros after the t-th up to max_frames) plus slot-index and token-type embeddings,
+    and with `pair_tokens` `[b,n+p,h]`: the pair tokens after them (`pair_embedding`)."""
 
     def __init__(self, config: ReasonerConfig):
         super().__init__()
@@ -171,7 +176,8 @@ class SlotEmbedding(nn.Module):
             return repeat(present, "b n -> b (t n)", t=num_frames)
         if not self.pairs:
             return present
-        first, second = torch.triu_indices(present.shape[1], present.shape[1], 1)
+        first, second = torch.triu_indices(present.shape[1], present.shape[1], 1,
+                                           device=present.device)
         return torch.cat([present, present[:, first] & present[:, second]], dim=1)
 
     def forward(self, slots: torch.Tensor, slot_type: torch.Tensor,
@@ -199,7 +205,6 @@ class SlotEmbedding(nn.Module):
                                     projected)
         tokens = projected + frames + indices + slot_type
         return rearrange(tokens, "b t n h -> b (t n) h")
-
 
     def pair_embedding(self, slots: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
         """Slots `[b,t,n,d]` and their track tokens `[b,n,h]` -> `[b,p,h]`, one token per

@@ -158,6 +158,9 @@ class VqaTask:
         masking = bool(self.loss.masked_slot_weight) and batch.slots is not None
         if not masking and not self.loss.grounding_weight:
             return vqa_losses(reasoner_output(model, batch), batch)
+        if self.loss.grounding_weight and (batch.named_slots is None or batch.slots is None):
+            raise ValueError("loss.grounding_weight needs rows with slots and named_slots "
+                             "(a SlotGrounding)")
         present = present_slot_mask(batch.slots, batch.present_slots)
         masked = None
         if masking:
@@ -171,9 +174,8 @@ class VqaTask:
             losses["loss"] = losses["loss"] + self.loss.masked_slot_weight * masked_loss
             losses["masked_slot_loss"] = masked_loss.detach()
         if self.loss.grounding_weight:
-            if output.grounding_logits is None or batch.named_slots is None:
-                raise ValueError("loss.grounding_weight needs a reasoner that grounds_objects "
-                                 "and rows with named_slots (a SlotGrounding)")
+            if output.grounding_logits is None:
+                raise ValueError("loss.grounding_weight needs a reasoner that grounds_objects")
             sequences_present = torch.cat([present, present[batch.choice_to_question]])
             grounding = grounding_loss(output.grounding_logits, batch.named_slots,
                                        sequences_present, len(batch.question_id))

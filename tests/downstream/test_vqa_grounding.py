@@ -10,7 +10,7 @@ import torch
 from downstream.object_grounding import SlotGrounding, named_objects
 from downstream.reasoner import ReasonerModel
 from downstream.vqa import load_vqa_data, reasoner_config, run_vqa
-from downstream.vqa_task import VqaTask, grounding_loss
+from downstream.vqa_task import VqaLossConfig, VqaTask, grounding_loss
 from tasks.bad_input import BadInputError
 from tasks.clevrer_layout import discover_split
 from tasks.collate import QuestionCollator
@@ -110,6 +110,9 @@ def test_the_loss_on_hand_made_logits():
 def test_bad_settings_are_named(vqa_files, tmp_path):
     with pytest.raises(ValueError, match="needs data.inputs=object_states, not 'slots'"):
         tiny_config(vqa_files, tmp_path, "loss.grounding_weight=1.0")
+    batch = QuestionCollator()(rows())
+    with pytest.raises(ValueError, match="needs rows with slots and named_slots"):
+        VqaTask(VqaLossConfig(grounding_weight=1.0)).training_loss(model(), batch)
     with pytest.raises(ValueError, match="loss.grounding_weight must be >= 0"):
         tiny_config(vqa_files, tmp_path, "data.inputs=object_states",
                     "loss.grounding_weight=-1.0")
