@@ -35,9 +35,9 @@ from tasks.collate import QuestionBatch, QuestionCollator  # noqa: E402
 from tasks.questions import DESCRIPTIVE_ANSWERS  # noqa: E402
 
 VOCABULARY = 80  # CLEVRER's question vocabulary is about 80 words
-# (question type, share of the training questions, choices of each)
 LAYOUTS: dict[str, dict] = {"frame": {"slot_tokens": "frame"}, "track": {"slot_tokens": "track"},
                             "track+pairs": {"slot_tokens": "track", "pair_tokens": True}}
+# (question type, share of the training questions, choices of each)
 QUESTION_MIX = (("descriptive", 0.72, 0), ("explanatory", 0.11, 3), ("predictive", 0.05, 2),
                 ("counterfactual", 0.12, 3))
 
