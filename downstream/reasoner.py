@@ -176,8 +176,7 @@ class SlotEmbedding(nn.Module):
             return repeat(present, "b n -> b (t n)", t=num_frames)
         if not self.pairs:
             return present
-        first, second = torch.triu_indices(present.shape[1], present.shape[1], 1,
-                                           device=present.device)
+        first, second = pair_indices(present.shape[1], present.device)
         return torch.cat([present, present[:, first] & present[:, second]], dim=1)
 
     def forward(self, slots: torch.Tensor, slot_type: torch.Tensor,
@@ -211,7 +210,7 @@ class SlotEmbedding(nn.Module):
         unordered pair (p = n (n-1) / 2): a symmetric MLP of the two slots in each frame, the
         frames concatenated and projected, plus both tracks' tokens."""
         num_frames, num_slots = slots.shape[1], slots.shape[2]
-        first, second = torch.triu_indices(num_slots, num_slots, 1, device=slots.device)
+        first, second = pair_indices(num_slots, slots.device)
         one, other = slots[:, :, first], slots[:, :, second]  # [b,t,p,d]
         dtype = self.project.weight.dtype
         relation = (self.pair_frame(torch.cat([one, other], -1).to(dtype))
@@ -351,6 +350,12 @@ class ReasonerModel(PreTrainedModel):
                                  t=num_frames).mean(1)
         query = self.grounding_head(cls_output)
         return torch.einsum("sh,snh->sn", query, at_slots) / at_slots.shape[-1] ** 0.5
+
+
+def pair_indices(num_slots: int, device: torch.device) -> torch.Tensor:
+    """`[2,p]` the two slots of every unordered pair, in the one order that the pair tokens and
+    their mask share: (0,1), (0,2), ..., (n-2,n-1)."""
+    return torch.triu_indices(num_slots, num_slots, 1, device=device)
 
 
 def present_slot_mask(slots: torch.Tensor, present_slots: torch.Tensor | None) -> torch.Tensor:
