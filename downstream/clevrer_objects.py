@@ -85,6 +85,13 @@ class ClevrerObjects:
     def __len__(self) -> int:
         return len(self.sample_ids)
 
+    def object_ids(self) -> dict[int, list[int]]:
+        """Each video's objects' annotation object_ids, in the order of its `LabelledFrames`
+        objects (-1: an object the annotation does not know)."""
+        objects = self.rows.select_columns(["mask_objects"]).with_format(None)["mask_objects"]
+        return {video: [item["object_id"] for item in items]
+                for video, items in zip(self.sample_ids, objects, strict=True)}
+
     def __getitem__(self, index: int) -> LabelledFrames:
         row = self.rows[index]
         video_index = int(row["video_index"])

@@ -7,8 +7,10 @@ name may pick more objects than the question means). A multiple-choice sequence
 `question <sep> choice` names what its question and its choice name.
 
 A slot is named when the object it holds is. For ground-truth object states (`object_states`)
-slot i holds the object of rank i in object_id order, so `SlotGrounding.from_annotations` knows
-every slot's object; the slots of an encoder would need matching to the objects first.
+slot i holds the object of rank i in object_id order (`SlotGrounding.from_annotations`). An
+encoder's video slots keep their order over time, so each slot holds one object for the video:
+the one its mask is matched to (by IoU, `downstream/matched_slots.py`) in the most frames
+(`held_objects`, then `SlotGrounding.from_held_objects`).
 
 Axes: n slots, k choices.
 """
@@ -17,11 +19,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from downstream.matched_slots import MatchedSlots
 from tasks.bad_input import BadInputError, read_json
 
 ATTRIBUTE_FILTERS: dict[str, str] = {"filter_color": "color", "filter_material": "material",
                                      "filter_shape": "shape"}
+
+
+def annotated_objects(path: Path) -> list[dict]:
+    """The `object_property` items of the annotation file at `path`."""
+    properties = read_json(path).get("object_property")
+    if not isinstance(properties, list) or not all(
+            isinstance(item, dict) and "object_id" in item for item in properties):
+        raise BadInputError(f"{path}: object_property must be a list of objects with an "
+                            "object_id")
+    return properties
 
 
 def named_objects(program: Sequence[str], objects: Sequence[Mapping]) -> set[int]:
@@ -42,6 +56,30 @@ def named_objects(program: Sequence[str], objects: Sequence[Mapping]) -> set[int
     return named
 
 
+def held_objects(matched: MatchedSlots, object_ids: Mapping[int, Sequence[int]],
+                 num_slots: int) -> dict[int, list[int]]:
+    """For each video of `object_ids` (its objects' object_ids, in the order of the matches'
+    `object_index`), the object_id each of its n slots holds: the object the slot is matched to
+    in the most frames (ties: the larger summed IoU); -1 for a slot never matched."""
+    held = {video: [-1] * num_slots for video in object_ids}
+    if not matched.num_matched:
+        return held
+    keys = torch.stack([matched.sample_id, matched.slot_index, matched.object_index], dim=1)
+    pairs, inverse, frames = keys.unique(dim=0, return_inverse=True, return_counts=True)
+    iou = torch.zeros(len(pairs), dtype=torch.float64).index_add_(0, inverse,
+                                                                  matched.iou.double())
+    best: dict[tuple[int, int], tuple[int, float]] = {}
+    for (video, slot, item), count, total in zip(pairs.tolist(), frames.tolist(), iou.tolist(),
+                                                 strict=True):
+        if video not in held:
+            raise BadInputError(f"video {video} was matched but is not among the videos whose "
+                                "objects were given")
+        if (count, total) > best.get((video, slot), (0, 0.0)):
+            best[video, slot] = (count, total)
+            held[video][slot] = object_ids[video][item]
+    return held
+
+
 class SlotGrounding:
     """For each video, its objects and the object each of its n slots holds (-1: none).
 
@@ -56,16 +94,25 @@ class SlotGrounding:
     @classmethod
     def from_annotations(cls, annotations: Mapping[int, Path], num_slots: int) -> "SlotGrounding":
         """The slots of `object_states`: slot i holds the object of rank i in object_id order."""
-        objects, slot_objects = {}, {}
-        for video_index, path in annotations.items():
-            properties = read_json(path).get("object_property")
-            if not isinstance(properties, list) or not all(
-                    isinstance(item, dict) and "object_id" in item for item in properties):
-                raise BadInputError(f"{path}: object_property must be a list of objects with "
-                                    "an object_id")
-            objects[video_index] = properties
-            slot_objects[video_index] = sorted(item["object_id"] for item in properties)
+        objects = {video: annotated_objects(path) for video, path in annotations.items()}
+        slot_objects = {video: sorted(item["object_id"] for item in properties)
+                        for video, properties in objects.items()}
         return cls(objects, slot_objects, num_slots)
+
+    @classmethod
+    def from_held_objects(cls, annotations: Mapping[int, Path],
+                          held: Mapping[int, list[int]], num_slots: int) -> "SlotGrounding":
+        """The slots of an encoder: `held` gives each video's slots' object_ids (`held_objects`).
+
+        Raises:
+            BadInputError: a video of `held` without an annotation.
+        """
+        missing = sorted(set(held) - set(annotations))
+        if missing:
+            raise BadInputError(f"videos {missing[:5]} have slots but no annotation: their "
+                                "objects' attributes are unknown")
+        return cls({video: annotated_objects(annotations[video]) for video in held},
+                   dict(held), num_slots)
 
     def named_slots(self, video_index: int, program: Sequence[str]) -> np.ndarray:
         """`[n]` bool: the slots holding an object that `program` names."""

@@ -36,6 +36,7 @@ from accelerate.utils import gather_object  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from downstream.clevrer_metrics import format_accuracy_table  # noqa: E402
+from downstream.clevrer_objects import ClevrerObjects, ClevrerObjectsConfig  # noqa: E402
 from downstream.extraction_plan import run_inputs  # noqa: E402
 from downstream.head_training import (  # noqa: E402
     HeadTrainingConfig,
@@ -43,7 +44,8 @@ from downstream.head_training import (  # noqa: E402
     evaluation_batches,
     train_head,
 )
-from downstream.object_grounding import SlotGrounding  # noqa: E402
+from downstream.matched_slots import match_stored_slots  # noqa: E402
+from downstream.object_grounding import SlotGrounding, held_objects  # noqa: E402
 from downstream.question_families import (  # noqa: E402
     FamilyScore,
     family_scores,
@@ -81,7 +83,7 @@ from tasks.clevrer_layout import SPLITS, discover_split  # noqa: E402
 from tasks.collate import CollateConfig, QuestionCollator  # noqa: E402
 from tasks.question_records import question_records, read_question_file  # noqa: E402
 from tasks.questions import QUESTION_TYPES, QuestionVocabulary  # noqa: E402
-from tasks.slots import load_slots  # noqa: E402
+from tasks.slots import load_slots, slot_provenance, slot_spec  # noqa: E402
 
 DEFAULT_CONFIG = REPOSITORY / "configs" / "vqa" / "default.yaml"
 INPUTS: tuple[str, ...] = ("slots", "none", "shuffled_slots", "object_states")
@@ -198,11 +200,15 @@ class VqaConfig:
         if self.loss.masked_slot_weight and self.model.slot_tokens != "frame":
             raise ValueError("loss.masked_slot_weight masks a slot in single frames: it needs "
                              f"model.slot_tokens=frame, not {self.model.slot_tokens!r}")
-        if self.loss.grounding_weight and self.data.inputs != "object_states":
+        if self.loss.grounding_weight and not (
+                self.data.inputs == "object_states" or (
+                    self.data.inputs == "slots" and not self.data.encoder)):
             raise ValueError("loss.grounding_weight points at the slots that hold the named "
-                             "objects, which only ground-truth states say (slot i: the object "
-                             f"of rank i): it needs data.inputs=object_states, not "
-                             f"{self.data.inputs!r}")
+                             "objects: ground-truth states say which (slot i: the object of "
+                             "rank i), and a slot dataset extracted with masks lets its slots "
+                             "be matched to the objects; it needs data.inputs=object_states or "
+                             f"slots from data.slots, not data.inputs={self.data.inputs!r}"
+                             f"{' on the fly (data.encoder)' if self.data.encoder else ''}")
         if self.model.pair_tokens and self.model.slot_tokens != "track":
             raise ValueError("model.pair_tokens pairs slot tracks: it needs "
                              f"model.slot_tokens=track, not {self.model.slot_tokens!r}")
@@ -295,10 +301,7 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
             rollout = SlotDatasetFeatures(load_slots(data.rollout, split,
                                                      cache_dir=data.cache_dir or None),
                                           name=f"rollout dataset {data.rollout} ({split})")
-        names = None
-        if grounded:
-            names = SlotGrounding.from_annotations(
-                discover_split(data.clevrer_root, split).annotations, data.max_objects)
+        names = slot_grounding(data, split) if grounded else None
         return VqaDataset(questions, data.num_frames,
                           split_features(data, split, encoder, seed, device), rollout, names)
 
@@ -306,6 +309,28 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
     return VqaData(split_dataset(data.train_split, types, grounding),
                    split_dataset(data.evaluation_split, types),
                    split_dataset(data.submission_split, []), vocabulary)
+
+
+def slot_grounding(data: VqaDataConfig, split: str) -> SlotGrounding:
+    """Which object each slot of every video of `split` holds: by rank for ground-truth states;
+    for a slot dataset, the object its stored masks are matched to in the most frames."""
+    annotations = discover_split(data.clevrer_root, split).annotations
+    if data.inputs == "object_states":
+        return SlotGrounding.from_annotations(annotations, data.max_objects)
+    slots = load_slots(data.slots, split, cache_dir=data.cache_dir or None)
+    if slot_spec(slots.features).mask_size is None:
+        raise BadInputError(f"slot dataset {data.slots} ({split}) has no masks: the grounding "
+                            "loss matches slots to objects by their masks; extract it with "
+                            "--store-masks")
+    objects = ClevrerObjects(
+        data.clevrer_root, split,
+        ClevrerObjectsConfig(frame_stride=slot_provenance(slots).frame_stride),
+        cache_dir=data.cache_dir or None,
+    )
+    matched = match_stored_slots(slots, objects, progress=True)
+    num_slots = slot_spec(slots.features).num_slots
+    return SlotGrounding.from_held_objects(
+        annotations, held_objects(matched, objects.object_ids(), num_slots), num_slots)
 
 
 def split_features(data: VqaDataConfig, split: str, encoder, seed: int,

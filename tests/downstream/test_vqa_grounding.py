@@ -1,5 +1,6 @@
-"""The grounding loss: the objects a program names, the slots holding them, the head, the loss on
-hand-made logits, and a run that learns to point at the named slots."""
+"""The grounding loss: the objects a program names, the slots holding them (by rank for
+ground-truth states, by matched masks for a slot dataset), the head, the loss on hand-made
+logits, and a run that learns to point at the named slots."""
 
 import math
 
@@ -7,15 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from downstream.object_grounding import SlotGrounding, named_objects
+from downstream.clevrer_objects import ClevrerObjects
+from downstream.matched_slots import MatchedSlots
+from downstream.object_grounding import SlotGrounding, held_objects, named_objects
 from downstream.reasoner import ReasonerModel
 from downstream.vqa import load_vqa_data, reasoner_config, run_vqa
 from downstream.vqa_task import VqaLossConfig, VqaTask, grounding_loss
-from tasks.bad_input import BadInputError
+from tasks.bad_input import BadInputError, read_json
 from tasks.clevrer_layout import discover_split
 from tasks.collate import QuestionCollator
+from tasks.slots import SlotShardWriter, SlotSpec
 from tests.downstream.test_vqa_reasoner import SLOTS, inputs, model, rows
 from tests.downstream.test_vqa_training import tiny_config
+from tests.downstream.vqa_files import PROVENANCE, video_slots
 
 OBJECTS = [
     {"object_id": 3, "color": "red", "material": "rubber", "shape": "cube"},
@@ -54,6 +59,70 @@ def test_ground_truth_slots_hold_the_objects_in_object_id_order(tmp_path):
     broken.write_text('{"object_property": [{"color": "red"}]}')
     with pytest.raises(BadInputError, match="annotation_00001.json: object_property"):
         SlotGrounding.from_annotations({1: broken}, 4)
+
+
+def matches(*pairs: tuple[int, int, int, int, float]) -> MatchedSlots:
+    """MatchedSlots of hand-made (video, frame, slot, object, iou) pairs."""
+    if not pairs:
+        return MatchedSlots.empty(2, ())
+    video, frame, slot, item, iou = (torch.tensor(column) for column in zip(*pairs, strict=True))
+    return MatchedSlots(slots=torch.zeros(len(pairs), 2), boxes=torch.zeros(len(pairs), 4),
+                        iou=iou.float(), sample_id=video, frame_index=frame, slot_index=slot,
+                        object_index=item, attributes={}, attribute_specs=(), num_objects=0)
+
+
+def test_a_slot_holds_the_object_it_is_matched_to_in_the_most_frames():
+    object_ids = {5: [30, 10, 20], 6: [4]}
+    matched = matches(
+        (5, 0, 0, 1, 0.9), (5, 1, 0, 1, 0.8), (5, 2, 0, 2, 0.9),  # slot 0: object 1 in 2 frames
+        (5, 0, 1, 0, 0.3), (5, 1, 1, 2, 0.6),  # slot 1: a tie, object 2 by the larger IoU
+        (6, 3, 2, 0, 0.5),
+    )
+    assert held_objects(matched, object_ids, 3) == {5: [10, 20, -1], 6: [-1, -1, 4]}
+    assert held_objects(matches(), object_ids, 2) == {5: [-1, -1], 6: [-1, -1]}
+    with pytest.raises(BadInputError, match="video 6 was matched"):
+        held_objects(matched, {5: object_ids[5]}, 3)
+
+
+def write_masked_slots(vqa_files, folder):
+    """A slot dataset of every fixture video whose masks put object j (of k) in slot k-1-j and
+    the floor in the last slot, slots 0 and 1 swapped in frame 0: objects k-1 and k-2 are
+    held by slots 0 and 1, the last slot holds the floor (and, with 3 objects, object 0)."""
+    spec = SlotSpec(num_slots=3, slot_dim=8, dtype="float32",
+                    mask_size=vqa_files.clevrer.image_size)
+    for split in vqa_files.clevrer.splits:
+        source = ClevrerObjects(vqa_files.clevrer.root, split, cache_dir=vqa_files.cache)
+        with SlotShardWriter(folder, spec, PROVENANCE, split=split) as writer:
+            for sample in source:
+                objects = sample.object_masks  # [t,k,H,W]
+                count = objects.shape[1]
+                segmentation = torch.full((objects.shape[0], *objects.shape[2:]), 2)
+                for item in range(count):
+                    segmentation[objects[:, item]] = min(count - 1 - item, 2)
+                masks = torch.nn.functional.one_hot(segmentation, 3).permute(0, 3, 1, 2)
+                masks[0, [0, 1]] = masks[0, [1, 0]].clone()
+                writer.write(sample.sample_id, video_slots(sample.sample_id, len(masks)),
+                             masks.float().numpy())
+    return folder
+
+
+def test_the_slots_of_a_slot_dataset_are_grounded_by_their_masks(vqa_files, tmp_path):
+    config = tiny_config(vqa_files, tmp_path / "run", "loss.grounding_weight=1.0",
+                         f"data.slots={write_masked_slots(vqa_files, tmp_path / 'slots')}")
+    data = load_vqa_data(config.data, 0, torch.device("cpu"), grounding=True)
+    object_ids = {video: [item.object_id for item in objects]
+                  for video, objects in vqa_files.clevrer.objects.items()}
+    train = [data.train[i] for i in range(len(data.train))]
+    assert sum(row["named_slots"].sum() for row in train) >= 3  # the test has teeth
+    for row in train:
+        ids = object_ids[row["video_index"]]
+        held = [ids[-1], ids[-2], -1]
+        annotation = read_json(vqa_files.clevrer.annotation_path(row["video_index"]))
+        named = named_objects(row["program"], annotation["object_property"])
+        assert row["named_slots"].tolist() == [object_id in named for object_id in held]
+    no_masks = tiny_config(vqa_files, tmp_path / "run", "loss.grounding_weight=1.0")
+    with pytest.raises(BadInputError, match="has no masks: the grounding loss matches"):
+        load_vqa_data(no_masks.data, 0, torch.device("cpu"), grounding=True)
 
 
 def test_the_fixture_questions_name_their_objects(vqa_files):
@@ -108,8 +177,12 @@ def test_the_loss_on_hand_made_logits():
 
 
 def test_bad_settings_are_named(vqa_files, tmp_path):
-    with pytest.raises(ValueError, match="needs data.inputs=object_states, not 'slots'"):
-        tiny_config(vqa_files, tmp_path, "loss.grounding_weight=1.0")
+    with pytest.raises(ValueError, match="not data.inputs='shuffled_slots'"):
+        tiny_config(vqa_files, tmp_path, "loss.grounding_weight=1.0",
+                    "data.inputs=shuffled_slots")
+    with pytest.raises(ValueError, match="not data.inputs='slots' on the fly"):
+        tiny_config(vqa_files, tmp_path, "loss.grounding_weight=1.0", "data.slots=''",
+                    "data.encoder=somewhere")
     batch = QuestionCollator()(rows())
     with pytest.raises(ValueError, match="needs rows with slots and named_slots"):
         VqaTask(VqaLossConfig(grounding_weight=1.0)).training_loss(model(), batch)
