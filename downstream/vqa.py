@@ -318,7 +318,8 @@ def slot_grounding(data: VqaDataConfig, split: str) -> SlotGrounding:
     if data.inputs == "object_states":
         return SlotGrounding.from_annotations(annotations, data.max_objects)
     slots = load_slots(data.slots, split, cache_dir=data.cache_dir or None)
-    if slot_spec(slots.features).mask_size is None:
+    spec = slot_spec(slots.features)
+    if spec.mask_size is None:
         raise BadInputError(f"slot dataset {data.slots} ({split}) has no masks: the grounding "
                             "loss matches slots to objects by their masks; extract it with "
                             "--store-masks")
@@ -328,9 +329,8 @@ def slot_grounding(data: VqaDataConfig, split: str) -> SlotGrounding:
         cache_dir=data.cache_dir or None,
     )
     matched = match_stored_slots(slots, objects, progress=True)
-    num_slots = slot_spec(slots.features).num_slots
-    return SlotGrounding.from_held_objects(
-        annotations, held_objects(matched, objects.object_ids(), num_slots), num_slots)
+    held = held_objects(matched, objects.object_ids(), spec.num_slots)
+    return SlotGrounding.from_held_objects(annotations, held, spec.num_slots)
 
 
 def split_features(data: VqaDataConfig, split: str, encoder, seed: int,
