@@ -4,7 +4,9 @@ A CLEVRER program names objects by their attributes: every `objects` token follo
 more `<value> filter_color|filter_material|filter_shape` pairs picks the objects of the video that
 have all those values (`named_objects`; event and motion filters that follow are left out, so a
 name may pick more objects than the question means). A multiple-choice sequence
-`question <sep> choice` names what its question and its choice name.
+`question <sep> choice` names what its question and its choice name, or with `choices_alone`
+what its choice names (a counterfactual choice "the A and the B collide" then points at A and
+B, not also at the object its question removes).
 
 A slot is named when the object it holds is. For ground-truth object states (`object_states`)
 slot i holds the object of rank i in object_id order (`SlotGrounding.from_annotations`). An
@@ -81,27 +83,31 @@ def held_objects(matched: MatchedSlots, object_ids: Mapping[int, Sequence[int]],
 
 
 class SlotGrounding:
-    """For each video, its objects and the object each of its n slots holds (-1: none).
+    """For each video, its objects and the object each of its n slots holds (-1: none); with
+    `choices_alone`, a choice's targets leave out what its question names (module docstring).
 
     Raises:
         BadInputError: from `named_slots`, for a video it does not know.
     """
 
     def __init__(self, objects: Mapping[int, list[dict]], slot_objects: Mapping[int, list[int]],
-                 num_slots: int):
+                 num_slots: int, choices_alone: bool = False):
         self.objects, self.slot_objects, self.num_slots = objects, slot_objects, num_slots
+        self.choices_alone = choices_alone
 
     @classmethod
-    def from_annotations(cls, annotations: Mapping[int, Path], num_slots: int) -> "SlotGrounding":
+    def from_annotations(cls, annotations: Mapping[int, Path], num_slots: int,
+                         choices_alone: bool = False) -> "SlotGrounding":
         """The slots of `object_states`: slot i holds the object of rank i in object_id order."""
         objects = {video: annotated_objects(path) for video, path in annotations.items()}
         slot_objects = {video: sorted(item["object_id"] for item in properties)
                         for video, properties in objects.items()}
-        return cls(objects, slot_objects, num_slots)
+        return cls(objects, slot_objects, num_slots, choices_alone)
 
     @classmethod
     def from_held_objects(cls, annotations: Mapping[int, Path],
-                          held: Mapping[int, list[int]], num_slots: int) -> "SlotGrounding":
+                          held: Mapping[int, list[int]], num_slots: int,
+                          choices_alone: bool = False) -> "SlotGrounding":
         """The slots of an encoder: `held` gives each video's slots' object_ids (`held_objects`).
 
         Raises:
@@ -112,7 +118,7 @@ class SlotGrounding:
             raise BadInputError(f"videos {missing[:5]} have slots but no annotation: their "
                                 "objects' attributes are unknown")
         return cls({video: annotated_objects(annotations[video]) for video in held},
-                   dict(held), num_slots)
+                   dict(held), num_slots, choices_alone)
 
     def named_slots(self, video_index: int, program: Sequence[str]) -> np.ndarray:
         """`[n]` bool: the slots holding an object that `program` names."""
@@ -127,9 +133,11 @@ class SlotGrounding:
 
     def row_targets(self, row: Mapping) -> dict[str, np.ndarray]:
         """`named_slots` `[n]` of a question row (with its `program` and `choice_programs`) and
-        `choice_named_slots` `[k,n]`: what the question names, and each choice with it."""
+        `choice_named_slots` `[k,n]`: what the question names, and each choice with it (with
+        `choices_alone`: each choice without it)."""
         question = self.named_slots(row["video_index"], row["program"])
-        choices = [question | self.named_slots(row["video_index"], program)
+        with_question = np.zeros_like(question) if self.choices_alone else question
+        choices = [with_question | self.named_slots(row["video_index"], program)
                    for program in row["choice_programs"]]
         return {"named_slots": question,
                 "choice_named_slots": np.array(choices, dtype=bool).reshape(-1, self.num_slots)}

@@ -242,7 +242,8 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
                                               slots=str(slots)))
     with accelerator.main_process_first():  # the main process builds the caches, others read
         data = load_vqa_data(config.data, config.training.seed, accelerator.device,
-                             grounding=config.loss.grounding_weight > 0)
+                             grounding=config.loss.grounding_weight > 0,
+                             choices_alone=config.loss.grounding_choices_alone)
     torch.manual_seed(config.training.seed)  # before the model's initialisation
     model = ReasonerModel(reasoner_config(config, data))
     accelerator.print(
@@ -273,9 +274,10 @@ def run_vqa(config: VqaConfig) -> dict[str, float]:
 
 
 def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
-                  grounding: bool = False) -> VqaData:
+                  grounding: bool = False, choices_alone: bool = False) -> VqaData:
     """The train, evaluation and submission datasets of `data`; with `grounding`, the training
-    rows carry the slots their questions name (`downstream/object_grounding.py`)."""
+    rows carry the slots their questions name (`downstream/object_grounding.py`; with
+    `choices_alone`, a choice's targets are what the choice alone names)."""
     vocabulary = clevrer_vocabulary(data.clevrer_root, data.vocabulary_file or None,
                                     data.cache_dir or None)
     encoder = None
@@ -301,7 +303,7 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
             rollout = SlotDatasetFeatures(load_slots(data.rollout, split,
                                                      cache_dir=data.cache_dir or None),
                                           name=f"rollout dataset {data.rollout} ({split})")
-        names = slot_grounding(data, split) if grounded else None
+        names = slot_grounding(data, split, choices_alone) if grounded else None
         return VqaDataset(questions, data.num_frames,
                           split_features(data, split, encoder, seed, device), rollout, names)
 
@@ -311,12 +313,12 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
                    split_dataset(data.submission_split, []), vocabulary)
 
 
-def slot_grounding(data: VqaDataConfig, split: str) -> SlotGrounding:
+def slot_grounding(data: VqaDataConfig, split: str, choices_alone: bool = False) -> SlotGrounding:
     """Which object each slot of every video of `split` holds: by rank for ground-truth states;
     for a slot dataset, the object its stored masks are matched to in the most frames."""
     annotations = discover_split(data.clevrer_root, split).annotations
     if data.inputs == "object_states":
-        return SlotGrounding.from_annotations(annotations, data.max_objects)
+        return SlotGrounding.from_annotations(annotations, data.max_objects, choices_alone)
     slots = load_slots(data.slots, split, cache_dir=data.cache_dir or None)
     spec = slot_spec(slots.features)
     if spec.mask_size is None:
@@ -330,7 +332,7 @@ def slot_grounding(data: VqaDataConfig, split: str) -> SlotGrounding:
     )
     matched = match_stored_slots(slots, objects, progress=True)
     held = held_objects(matched, objects.object_ids(), spec.num_slots)
-    return SlotGrounding.from_held_objects(annotations, held, spec.num_slots)
+    return SlotGrounding.from_held_objects(annotations, held, spec.num_slots, choices_alone)
 
 
 def split_features(data: VqaDataConfig, split: str, encoder, seed: int,

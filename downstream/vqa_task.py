@@ -23,7 +23,8 @@ With `loss.grounding_weight` > 0 (needs rows with `named_slots`, `downstream/obj
 and a reasoner that `grounds_objects`), the weight times the grounding loss is added: for every
 sequence (a question's own, or a question+choice) that names at least one object, the mean
 binary cross-entropy of its `grounding_logits` against the named slots, over its video's present
-slots; summed over such sequences and divided by b like the answers' loss.
+slots; summed over such sequences and divided by b like the answers' loss. A question+choice
+sequence names what both name, or with `grounding_choices_alone` what the choice names.
 """
 
 from collections.abc import Iterable
@@ -49,12 +50,15 @@ class VqaLossConfig:
     masked_slot_probability: chance that a present slot token is masked in training.
     masked_slot_temperature: the contrast's temperature over cosine similarities.
     grounding_weight: weight of the grounding loss (0: off).
+    grounding_choices_alone: ground a question+choice sequence to the objects its choice
+        names, not also those of its question.
     """
 
     masked_slot_weight: float = 0.0
     masked_slot_probability: float = 0.15
     masked_slot_temperature: float = 0.1
     grounding_weight: float = 0.0
+    grounding_choices_alone: bool = False
 
     def __post_init__(self):
         if self.masked_slot_weight < 0:

@@ -51,6 +51,11 @@ def test_ground_truth_slots_hold_the_objects_in_object_id_order(tmp_path):
     assert targets["named_slots"].tolist() == [True, False, False, False]
     assert targets["choice_named_slots"].tolist() == [[True, True, True, False],
                                                       [True, False, True, False]]
+    alone = SlotGrounding({7: OBJECTS}, {7: [1, 2, 3]}, num_slots=4, choices_alone=True)
+    targets = alone.row_targets(row)
+    assert targets["named_slots"].tolist() == [True, False, False, False]
+    assert targets["choice_named_slots"].tolist() == [[False, True, True, False],
+                                                      [False, False, True, False]]
     no_choices = grounding.row_targets(dict(row, choice_programs=[]))
     assert no_choices["choice_named_slots"].shape == (0, 4)
     with pytest.raises(BadInputError, match="video 8 has no annotation"):
@@ -120,6 +125,19 @@ def test_the_slots_of_a_slot_dataset_are_grounded_by_their_masks(vqa_files, tmp_
         annotation = read_json(vqa_files.clevrer.annotation_path(row["video_index"]))
         named = named_objects(row["program"], annotation["object_property"])
         assert row["named_slots"].tolist() == [object_id in named for object_id in held]
+    alone = load_vqa_data(config.data, 0, torch.device("cpu"), grounding=True,
+                          choices_alone=True)
+    choice_rows = [alone.train[i] for i in range(len(alone.train))
+                   if len(alone.train[i]["choice_programs"])]
+    assert sum(row["choice_named_slots"].sum() for row in choice_rows) >= 3
+    for row in choice_rows:
+        ids = object_ids[row["video_index"]]
+        annotation = read_json(vqa_files.clevrer.annotation_path(row["video_index"]))
+        for program, named_slots in zip(row["choice_programs"], row["choice_named_slots"],
+                                        strict=True):
+            named = named_objects(program, annotation["object_property"])
+            assert named_slots.tolist() == [object_id in named
+                                            for object_id in (ids[-1], ids[-2], -1)]
     no_masks = tiny_config(vqa_files, tmp_path / "run", "loss.grounding_weight=1.0")
     with pytest.raises(BadInputError, match="has no masks: the grounding loss matches"):
         load_vqa_data(no_masks.data, 0, torch.device("cpu"), grounding=True)
