@@ -69,6 +69,9 @@ class VqaLossConfig:
                              f"{self.masked_slot_probability}")
         if self.grounding_weight < 0:
             raise ValueError(f"loss.grounding_weight must be >= 0, got {self.grounding_weight}")
+        if self.grounding_choices_alone and not self.grounding_weight:
+            raise ValueError("loss.grounding_choices_alone picks the grounding loss's targets: "
+                             "it needs loss.grounding_weight > 0")
         if self.masked_slot_temperature <= 0:
             raise ValueError(f"loss.masked_slot_temperature must be > 0, got "
                              f"{self.masked_slot_temperature}")

@@ -207,6 +207,8 @@ def test_bad_settings_are_named(vqa_files, tmp_path):
     with pytest.raises(ValueError, match="loss.grounding_weight must be >= 0"):
         tiny_config(vqa_files, tmp_path, "data.inputs=object_states",
                     "loss.grounding_weight=-1.0")
+    with pytest.raises(ValueError, match="grounding_choices_alone .* needs loss.grounding_weight"):
+        tiny_config(vqa_files, tmp_path, "loss.grounding_choices_alone=true")
 
 
 def test_a_run_with_the_grounding_loss_learns_to_point_at_the_named_slots(vqa_files, tmp_path):
