@@ -127,8 +127,8 @@ def test_the_slots_of_a_slot_dataset_are_grounded_by_their_masks(vqa_files, tmp_
         assert row["named_slots"].tolist() == [object_id in named for object_id in held]
     alone = load_vqa_data(config.data, 0, torch.device("cpu"), grounding=True,
                           choices_alone=True)
-    choice_rows = [alone.train[i] for i in range(len(alone.train))
-                   if len(alone.train[i]["choice_programs"])]
+    choice_rows = [row for row in (alone.train[i] for i in range(len(alone.train)))
+                   if len(row["choice_programs"])]
     assert sum(row["choice_named_slots"].sum() for row in choice_rows) >= 3
     for row in choice_rows:
         ids = object_ids[row["video_index"]]
