@@ -6,7 +6,8 @@ fingerprint was computed from). The fingerprint hashes a JSON-able key that the 
 everything the contents depend on (input files with sizes and modification times, options,
 a format version). An entry is built in a temporary folder and renamed into place when complete,
 so a crash never leaves a half-written cache, and two processes that build the same entry at
-once both end with the same complete one.
+once both end with the same complete one. `cached_json` keeps a small JSON-able result the same
+way, as one file `{cache_root}/{name}-{fingerprint}.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -86,3 +88,18 @@ def cached_dataset(
 def _load_entry(entry: Path) -> tuple[datasets.Dataset, LoadReport]:
     dataset = datasets.load_from_disk(str(entry / DATASET_FOLDER))
     return dataset, LoadReport.load(entry / REPORT_FILE)
+
+
+def cached_json(cache_root: Path, name: str, key: Mapping, build: Callable[[], Any]) -> Any:
+    """The JSON-able value stored for `key`, or `build()` stored (written whole, then renamed
+    into place) and returned as read back, so a first call and later ones return the same."""
+    entry = Path(cache_root) / f"{name}-{fingerprint(key)}.json"
+    if not entry.is_file():
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        temporary = entry.with_name(f".{entry.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            temporary.write_text(json.dumps({"key": key, "value": build()}, default=str))
+            os.replace(temporary, entry)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return json.loads(entry.read_text())["value"]

@@ -3,6 +3,7 @@ ground-truth states, by matched masks for a slot dataset), the head, the loss on
 logits, and a run that learns to point at the named slots."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -89,10 +90,11 @@ def test_a_slot_holds_the_object_it_is_matched_to_in_the_most_frames():
         held_objects(matched, {5: object_ids[5]}, 3)
 
 
-def write_masked_slots(vqa_files, folder):
+def write_masked_slots(vqa_files, folder, floor_only=False):
     """A slot dataset of every fixture video whose masks put object j (of k) in slot k-1-j and
     the floor in the last slot, slots 0 and 1 swapped in frame 0: objects k-1 and k-2 are
-    held by slots 0 and 1, the last slot holds the floor (and, with 3 objects, object 0)."""
+    held by slots 0 and 1, the last slot holds the floor (and, with 3 objects, object 0).
+    With `floor_only`, the last slot holds every pixel."""
     spec = SlotSpec(num_slots=3, slot_dim=8, dtype="float32",
                     mask_size=vqa_files.clevrer.image_size)
     for split in vqa_files.clevrer.splits:
@@ -102,7 +104,7 @@ def write_masked_slots(vqa_files, folder):
                 objects = sample.object_masks  # [t,k,H,W]
                 count = objects.shape[1]
                 segmentation = torch.full((objects.shape[0], *objects.shape[2:]), 2)
-                for item in range(count):
+                for item in range(0 if floor_only else count):
                     segmentation[objects[:, item]] = min(count - 1 - item, 2)
                 masks = torch.nn.functional.one_hot(segmentation, 3).permute(0, 3, 1, 2)
                 masks[0, [0, 1]] = masks[0, [1, 0]].clone()
@@ -138,6 +140,11 @@ def test_the_slots_of_a_slot_dataset_are_grounded_by_their_masks(vqa_files, tmp_
             named = named_objects(program, annotation["object_property"])
             assert named_slots.tolist() == [object_id in named
                                             for object_id in (ids[-1], ids[-2], -1)]
+    # the matches are cached by the slot dataset's fingerprint: new slots, new matches
+    shutil.rmtree(tmp_path / "slots")
+    write_masked_slots(vqa_files, tmp_path / "slots", floor_only=True)
+    floor = load_vqa_data(config.data, 0, torch.device("cpu"), grounding=True)
+    assert not any(floor.train[i]["named_slots"].any() for i in range(len(floor.train)))
     no_masks = tiny_config(vqa_files, tmp_path / "run", "loss.grounding_weight=1.0")
     with pytest.raises(BadInputError, match="has no masks: the grounding loss matches"):
         load_vqa_data(no_masks.data, 0, torch.device("cpu"), grounding=True)
