@@ -9,8 +9,9 @@ mIoU (Hungarian-matched, background left out) compare the argmax of the masks de
 predicted slots (bilinearly resized to the true masks' size when they differ) with the true
 index map of that frame; "kept" and "to background" say where the true objects' pixels went
 (`ocl.metrics.pixel_shares`: the share kept by one slot, and the share taken by the background's
-slot). "true slots" decodes the encoder's own slots of the future frames: a
-reference for what this decoder makes of a perfect prediction (its slot MSE is 0).
+slot), and "merged" how many objects share the slot that keeps them with another object.
+"true slots" decodes the encoder's own slots of the future frames: a reference for what this
+decoder makes of a perfect prediction (its slot MSE is 0).
 
 Axes: b batch, t frames, k horizon, n slots, d slot channels, H W mask pixels.
 """
@@ -37,7 +38,8 @@ from ocl.modeling import SmoothSAModel
 
 METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG-ARI",
            "miou": "mIoU", "kept": "objects' pixels kept by one slot",
-           "to_background": "objects' pixels in the background slot (lower is better)"}
+           "to_background": "objects' pixels in the background slot (lower is better)",
+           "merged": "objects whose slot keeps another object too (lower is better)"}
 SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "pixel_shares")
 TRUE_SLOTS = "true slots"
 
@@ -45,9 +47,9 @@ Rollout = Callable[[torch.Tensor, int], torch.Tensor]  # burn-in [b,t,n,d], step
 
 
 class HorizonMetrics(nn.Module):
-    """Slot MSE, ARI, FG-ARI, mIoU and the objects' pixel shares kept and taken by the
-    background's slot, of one predictor at each horizon k = 1..K, as torchmetrics (summed across
-    processes)."""
+    """Slot MSE, ARI, FG-ARI, mIoU, the objects' pixel shares kept and taken by the
+    background's slot and the objects merged with another, of one predictor at each horizon
+    k = 1..K, as torchmetrics (summed across processes)."""
 
     def __init__(self, horizon: int):
         super().__init__()
@@ -88,6 +90,7 @@ class HorizonMetrics(nn.Module):
             shares = [metric.compute() for metric in self.pixel_shares]
             scores["kept"] = [float(share["kept"]) for share in shares]
             scores["to_background"] = [float(share["background"]) for share in shares]
+            scores["merged"] = [float(share["merged"]) for share in shares]
         return scores
 
 

@@ -39,6 +39,7 @@ class DiscoveryScores:
     kept: float
     background: float
     split: float
+    merged: float
     frames_per_second: float | None = None
 
 
@@ -77,12 +78,12 @@ def score_grids(loader: DataLoader) -> dict[str, DiscoveryScores]:
 def print_scores(scores: dict[str, DiscoveryScores]) -> None:
     width = max(map(len, scores)) + 2
     print(f"\n{'segmenter':<{width}}{'ARI':>8}{'FG-ARI':>8}{'mBO':>8}{'mIoU':>8}{'frames/s':>10}"
-          f"   objects' pixels: {'kept':>6}{'to bg':>7}{'split':>7}")
+          f"   objects' pixels: {'kept':>6}{'to bg':>7}{'split':>7}   objects merged")
     for name, score in scores.items():
         speed = f"{score.frames_per_second:>10.1f}" if score.frames_per_second else f"{'':>10}"
         print(f"{name:<{width}}{score.ari:>8.3f}{score.fg_ari:>8.3f}{score.mbo:>8.3f}"
               f"{score.miou:>8.3f}{speed}{'':>20}{score.kept:>6.3f}{score.background:>7.3f}"
-              f"{score.split:>7.3f}")
+              f"{score.split:>7.3f}{score.merged:>17.3f}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, DiscoveryScores]:

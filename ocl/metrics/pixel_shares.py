@@ -1,15 +1,21 @@
 """Where each object's pixels went: why an FG-ARI is low.
 
-FG-ARI falls both when the background's segment takes part of an object and when an object is
-split between several segments (for instance spare slots that copy it). These shares tell the two
-apart. The background's segment is the predicted segment holding the most true-background points
-(true id 0) of the sample. For each object (true id > 0), its points fall into three parts:
+FG-ARI falls when the background's segment takes part of an object, when an object is split
+between several segments (for instance spare slots that copy it), and when one segment holds
+several objects. These shares tell the three apart. The background's segment is the predicted
+segment holding the most true-background points (true id 0) of the sample. For each object
+(true id > 0), its points fall into three parts:
 
 - `kept`: the largest share of them in one segment other than the background's;
 - `background`: the share in the background's segment;
-- `split`: the rest, spread over further segments.
+- `split`: the rest, spread over further segments;
 
-The three sum to 1 per object; each sample averages its objects, and the metrics average samples.
+which sum to 1 per object, and
+
+- `merged`: 1 when the segment keeping the object's `kept` share keeps another object's too
+  (two objects drawn as one), else 0 (also for an object with nothing kept).
+
+Each sample averages its objects, and the metrics average samples.
 
 Axes: b batch, i predicted segments, j true segments.
 """
@@ -19,18 +25,19 @@ import torch
 from ocl.metrics.per_sample_mean import PerSampleMean
 from ocl.metrics.segmentation import contingency_table
 
-PIXEL_SHARES = ("kept", "background", "split")
+PIXEL_SHARES = ("kept", "background", "split", "merged")
 
 
 def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Each sample's mean over its objects of the kept, background and split shares.
+    """Each sample's mean over its objects of the kept, background and split shares and of
+    merged.
 
     Args:
         pred: `[b,h,w]` or `[b,t,h,w]` predicted segment ids (>= 0).
         target: the true segmentation, same shape: 0 background, > 0 objects, < 0 ignored.
 
     Returns:
-        `[b,3]` float64 shares in the order of `PIXEL_SHARES`; NaN rows for samples without
+        `[b,4]` float64 shares in the order of `PIXEL_SHARES`; NaN rows for samples without
         objects. Where a sample has no background points, no segment is the background's.
     """
     counts = contingency_table(pred, target)
@@ -43,9 +50,14 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     present = area > 0
     shares = objects / torch.where(present, area, 1.0)[:, None, :]
     background = (shares * is_background[:, :, None]).sum(dim=1)
-    kept = shares.masked_fill(is_background[:, :, None], 0.0).amax(dim=1)
+    kept, keeper = shares.masked_fill(is_background[:, :, None], 0.0).max(dim=1)  # [b,j]
     split = 1.0 - kept - background
-    per_object = torch.stack([kept, background, split], dim=-1)
+    keeps = (kept > 0) & present
+    # objects kept by each segment, then whether an object's keeper keeps another one too
+    kept_objects = shares.new_zeros(shares.shape[:2]).scatter_add_(1, keeper,
+                                                                   keeps.to(shares.dtype))
+    merged = keeps & (kept_objects.gather(1, keeper) > 1)
+    per_object = torch.stack([kept, background, split, merged.to(shares.dtype)], dim=-1)
     num_objects = present.sum(dim=1, keepdim=True)
     total = (per_object * present[:, :, None]).sum(dim=1)
     return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)

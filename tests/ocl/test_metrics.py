@@ -425,12 +425,23 @@ def test_object_discovery_metrics_keep_ari_and_fg_ari_apart():
 
 def test_pixel_shares_of_perfect_split_and_absorbed_objects():
     perfect, split = object_pixel_shares(batch(SCENE, SPLIT_OBJECTS), batch(SCENE, SCENE))
-    assert perfect.tolist() == [1.0, 0.0, 0.0]
-    assert split.tolist() == [0.5, 0.0, 0.5]  # each object in two columns
+    assert perfect.tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert split.tolist() == [0.5, 0.0, 0.5, 0.0]  # each object in two columns
     # The background's segment (id 7) takes object 1 whole and half of object 2.
     absorbed = torch.tensor([[7, 7, 7, 7], [7, 7, 7, 7], [7, 7, 7, 4], [7, 7, 7, 4]])
     shares = object_pixel_shares(batch(absorbed), batch(SCENE))[0]
-    torch.testing.assert_close(shares, torch.tensor([0.25, 0.75, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(shares, torch.tensor([0.25, 0.75, 0.0, 0.0], dtype=torch.float64))
+
+
+def test_objects_kept_by_one_segment_are_merged():
+    three = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [0, 3, 2, 2], [0, 3, 2, 2]])
+    # segment 5 keeps objects 1 and 2 whole, segment 6 keeps object 3: two of three merged
+    merged = torch.tensor([[0, 0, 5, 5], [0, 0, 5, 5], [0, 6, 5, 5], [0, 6, 5, 5]])
+    assert object_pixel_shares(batch(merged), batch(three))[0].tolist() == [1, 0, 0, 2 / 3]
+    # object 3's largest share is in segment 5 too: all three merged
+    leaked = torch.tensor([[0, 0, 5, 5], [0, 0, 5, 5], [0, 5, 5, 5], [0, 6, 5, 5]])
+    torch.testing.assert_close(object_pixel_shares(batch(leaked), batch(three))[0],
+                               torch.tensor([5 / 6, 0, 1 / 6, 1], dtype=torch.float64))
 
 
 def test_pixel_shares_without_objects_or_background():
@@ -438,7 +449,7 @@ def test_pixel_shares_without_objects_or_background():
     assert no_objects.isnan().all()
     objects_only = torch.tensor([[1] * 4] * 2 + [[2] * 4] * 2)
     shares = object_pixel_shares(batch(torch.zeros(4, 4, dtype=torch.long)), batch(objects_only))
-    assert shares[0].tolist() == [1.0, 0.0, 0.0]  # no segment is the background's
+    assert shares[0].tolist() == [1.0, 0.0, 0.0, 1.0]  # no segment is the background's
 
 
 def test_object_discovery_metrics_with_pixel_shares():
@@ -446,7 +457,7 @@ def test_object_discovery_metrics_with_pixel_shares():
     metrics.update(batch(SPLIT_OBJECTS), batch(SCENE))
     results = {key: value.item() for key, value in metrics.compute().items()}
     assert set(results) == {"val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept",
-                            "val/background", "val/split"}
+                            "val/background", "val/split", "val/merged"}
     assert (results["val/kept"], results["val/background"], results["val/split"]) == (0.5, 0, 0.5)
 
 
@@ -461,7 +472,7 @@ def test_pixel_shares_metric_averages_valid_samples_and_merges_by_sum():
     valid = ~rows.isnan().any(dim=1)
     assert valid.sum() == 6  # each batch's first sample has no objects
     results = whole.compute()
-    assert list(results) == ["kept", "background", "split"]
+    assert list(results) == ["kept", "background", "split", "merged"]
     for column, part in enumerate(results):
         assert results[part].item() == pytest.approx(rows[valid, column].mean().item(), abs=1e-12)
     first.merge_state(second)
