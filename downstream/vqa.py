@@ -81,7 +81,7 @@ from tasks.clevrer import (  # noqa: E402
 )
 from tasks.clevrer_layout import SPLITS, discover_split  # noqa: E402
 from tasks.collate import CollateConfig, QuestionCollator  # noqa: E402
-from tasks.dataset_cache import cached_json, default_cache_root  # noqa: E402
+from tasks.dataset_cache import cached_json, resolve_cache_root  # noqa: E402
 from tasks.question_records import question_records, read_question_file  # noqa: E402
 from tasks.questions import QUESTION_TYPES, QuestionVocabulary  # noqa: E402
 from tasks.slots import load_slots, slot_provenance, slot_spec  # noqa: E402
@@ -339,8 +339,7 @@ def slot_grounding(data: VqaDataConfig, split: str, choices_alone: bool = False)
     # matching takes minutes on thousands of videos: done once per slot dataset and split
     key = {"slots": slots._fingerprint, "objects": objects.rows._fingerprint,
            "num_slots": spec.num_slots, "format": 1}
-    cache_root = Path(data.cache_dir) if data.cache_dir else default_cache_root()
-    stored = cached_json(cache_root, f"slot-objects-{split}", key, match)
+    stored = cached_json(resolve_cache_root(data.cache_dir), f"slot-objects-{split}", key, match)
     held = {int(video): object_ids for video, object_ids in stored.items()}
     return SlotGrounding.from_held_objects(annotations, held, spec.num_slots, choices_alone)
 

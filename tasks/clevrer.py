@@ -41,7 +41,7 @@ from datasets.exceptions import DatasetGenerationError
 
 from tasks.bad_input import BadInputError, LoadReport, OnError, check_on_error, read_json
 from tasks.clevrer_layout import ClevrerSplitFiles, discover_split, video_filename
-from tasks.dataset_cache import cached_dataset, default_cache_root, file_signature, fingerprint
+from tasks.dataset_cache import cached_dataset, file_signature, fingerprint, resolve_cache_root
 from tasks.masks import annotation_objects, index_maps_from_proposals
 from tasks.question_records import question_records
 from tasks.questions import CHOICE_ANSWERS, AnswerVocabulary, QuestionVocabulary
@@ -196,7 +196,7 @@ def load_clevrer_videos(
         )
         return dataset, _collect_reports(scratch)
 
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+    cache_root = resolve_cache_root(cache_dir)
     dataset, build_report, _ = cached_dataset(cache_root, f"clevrer-videos-{split}", key, build)
     _finish_report(build_report, report, config.on_error, f"CLEVRER {split} videos")
     return dataset
@@ -218,7 +218,7 @@ def clevrer_vocabulary(
             "from; pass vocabulary_file"
         )
     if vocabulary_file is None:
-        cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+        cache_root = resolve_cache_root(cache_dir)
         signature = {"train": file_signature(train.questions, train.root), "root": str(train.root)}
         vocabulary_file = cache_root / f"clevrer-vocabulary-{fingerprint(signature)}.json"
         if vocabulary_file.is_file():
@@ -280,7 +280,7 @@ def load_clevrer_questions(
         )
         return dataset, _collect_reports(scratch)
 
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+    cache_root = resolve_cache_root(cache_dir)
     dataset, build_report, _ = cached_dataset(
         cache_root, f"clevrer-questions-{split}", key, build
     )

@@ -35,6 +35,11 @@ def default_cache_root() -> Path:
     return Path(datasets.config.HF_DATASETS_CACHE) / "smoothsa"
 
 
+def resolve_cache_root(cache_dir: str | Path | None) -> Path:
+    """`cache_dir` as a path, or `default_cache_root()` where it is None or empty."""
+    return Path(cache_dir) if cache_dir else default_cache_root()
+
+
 def fingerprint(key: Mapping) -> str:
     """A short stable hash of a JSON-able mapping."""
     text = json.dumps(key, sort_keys=True, default=str)
