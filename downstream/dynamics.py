@@ -109,11 +109,12 @@ class LossSection:
     rollout_steps: int = 10  # frames rolled out (and scored) after the window
     reconstruction_weight: float = 0.0  # decoder reconstruction loss (needs encoder and videos)
     reconstruction_frames: int = 0  # predicted frames decoded per window (0: all rollout_steps)
+    input_noise: float = 0.0  # std of Gaussian noise on the window's slots (0: none)
 
     def __post_init__(self):
-        if self.rollout_steps < 1 or self.reconstruction_weight < 0:
-            raise ValueError(f"loss.rollout_steps must be >= 1 and reconstruction_weight >= 0: "
-                             f"{self}")
+        if self.rollout_steps < 1 or self.reconstruction_weight < 0 or self.input_noise < 0:
+            raise ValueError(f"loss.rollout_steps must be >= 1, reconstruction_weight and "
+                             f"input_noise >= 0: {self}")
         if not 0 <= self.reconstruction_frames <= self.rollout_steps:
             raise ValueError(f"loss.reconstruction_frames must be in [0, rollout_steps "
                              f"{self.rollout_steps}], got {self.reconstruction_frames}")
@@ -206,6 +207,9 @@ class DynamicsTask:
     `frames` `[b,window+steps,3,H,W]` uint8).
     reconstruction_frames: predicted frames of each window that the reconstruction loss
     decodes, drawn at random (0: all).
+    input_noise: std of Gaussian noise added to the `window` input frames in training (not to
+    the targets), so the model learns to correct slots that have drifted, as its own
+    predictions do in a rollout (Sanchez-Gonzalez et al., 2020).
     """
 
     window: int
@@ -213,9 +217,13 @@ class DynamicsTask:
     reconstruction_weight: float = 0.0
     encoder: SmoothSAModel | None = None
     reconstruction_frames: int = 0
+    input_noise: float = 0.0
 
     def training_loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
-        predicted, target = self.roll_out(model, batch["slots"])
+        window, target = batch["slots"][:, :self.window], batch["slots"][:, self.window:]
+        if self.input_noise > 0:
+            window = window + self.input_noise * torch.randn_like(window)
+        predicted = model(window, steps=self.rollout_steps).slots
         losses = {"slot_mse": F.mse_loss(predicted, target)}
         loss = losses["slot_mse"]
         if self.reconstruction_weight > 0:
@@ -326,7 +334,7 @@ def train(config: DynamicsConfig) -> dict[str, float]:
                               config_to_yaml(config))
     task = DynamicsTask(config.model.window, config.loss.rollout_steps,
                         config.loss.reconstruction_weight, encoder,
-                        config.loss.reconstruction_frames)
+                        config.loss.reconstruction_frames, config.loss.input_noise)
     inputs = run_inputs(data, {"train_slots": data.train_slots,
                                "evaluation_slots": data.evaluation_slots,
                                "encoder": data.encoder if with_frames else ""})

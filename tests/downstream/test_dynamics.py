@@ -253,6 +253,23 @@ def test_reconstruction_of_some_frames_decodes_those_frames_only():
     torch.testing.assert_close(losses["slot_mse"], F.mse_loss(predicted, batch["slots"][:, 2:]))
 
 
+def test_input_noise_perturbs_the_window_and_not_the_targets():
+    model = tiny_world_model(slot_dim=8, window=3).eval()
+    batch = {"slots": torch.randn(4, 5, 3, 8)}
+    clean = DynamicsTask(3, 2).training_loss(model, batch)["slot_mse"]
+    predicted = model(batch["slots"][:, :3], steps=2).slots
+    torch.testing.assert_close(clean, F.mse_loss(predicted, batch["slots"][:, 3:]))
+    torch.manual_seed(5)
+    noisy = DynamicsTask(3, 2, input_noise=0.3).training_loss(model, batch)["slot_mse"]
+    torch.manual_seed(5)
+    window = batch["slots"][:, :3] + 0.3 * torch.randn(4, 3, 3, 8)
+    predicted = model(window, steps=2).slots
+    torch.testing.assert_close(noisy, F.mse_loss(predicted, batch["slots"][:, 3:]))
+    assert abs(noisy.item() - clean.item()) > 1e-3
+    with pytest.raises(ValueError, match="input_noise >= 0"):
+        load_config(DynamicsConfig, TINY, ["loss.input_noise=-0.1"])
+
+
 def test_shipped_configs_load_and_bad_ones_are_refused():
     for path in sorted(CONFIGS.glob("*.yaml")):
         config = load_config(DynamicsConfig, path)
