@@ -17,6 +17,7 @@ chain of the program.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -90,6 +91,26 @@ class Candidate:
         else:
             record["choices"] = [c.to_dict() for c in self.choices]
         return record
+
+
+@dataclass(frozen=True)
+class ObjectSet:
+    """Objects of one filter that do one thing, for a count or exist question about them."""
+
+    tag: str
+    """Template suffix: "enter", "moving_begin", "stationary_video", ..."""
+    plural: str
+    """The filter as a plural phrase: "objects", "red cubes"."""
+    program: list[str]
+    """Program up to the set (without the count / exist module)."""
+    objects: list[int]
+    """Their object ids; for an entrance or exit, one per such event."""
+    verb: str = ""
+    """"enter" or "exit" for a set of entrances or exits; "" for a state."""
+    state: str = ""
+    """"moving" or "stationary"."""
+    moment: str = ""
+    """When the state holds ("when the video begins"); "" for the whole video."""
 
 
 @dataclass(frozen=True)
@@ -326,6 +347,33 @@ class QuestionGenerator:
     def _members(self, object_filter: Filter) -> list[int]:
         return [o.object_id for o in self.objects if matches(o, object_filter)]
 
+    def _object_sets(self, over_video_moving: bool) -> Iterator[ObjectSet]:
+        """For each drawn object filter: its objects that enter and that exit the scene, those
+        moving and those stationary at each moment of `_frames`, and over the whole video the
+        moving ones (`over_video_moving`) or the stationary ones; sets ambiguous in motion are
+        left out."""
+        for object_filter in self._object_filters():
+            members = self._members(object_filter)
+            plural = plural_phrase(object_filter)
+            objects_program = filter_program(object_filter)
+            for kind, verb in (("in", "enter"), ("out", "exit")):
+                actors = [e.objects[0] for e in self.log.of_kind(kind) if e.objects[0] in members]
+                yield ObjectSet(verb, plural, ["events"] + objects_program + [f"filter_{kind}"],
+                                actors, verb=verb)
+            for phrase, frame_program, frame, tag in self._frames:
+                for moving in (True, False):
+                    state = "moving" if moving else "stationary"
+                    subset = self._moving_at(frame, members, moving)
+                    if subset is not None:
+                        yield ObjectSet(f"{state}_{tag}", plural,
+                                        objects_program + frame_program + [f"filter_{state}"],
+                                        subset, state=state, moment=phrase)
+            state = "moving" if over_video_moving else "stationary"
+            subset = self._moving_at(None, members, over_video_moving)
+            if subset is not None:
+                yield ObjectSet(f"{state}_video", plural,
+                                objects_program + ["null", f"filter_{state}"], subset, state=state)
+
     def _count(self) -> list[Candidate]:
         found = []
 
@@ -343,37 +391,15 @@ class QuestionGenerator:
             ["events", "objects", "filter_collision"],
             len(self.log.collisions),
         )
-        for object_filter in self._object_filters():
-            members = self._members(object_filter)
-            plural = plural_phrase(object_filter)
-            objects_program = filter_program(object_filter)
-            for kind, verb in (("in", "enter"), ("out", "exit")):
-                count = sum(1 for e in self.log.of_kind(kind) if e.objects[0] in members)
-                add(
-                    f"count_{verb}",
-                    f"How many {plural} {verb} the scene?",
-                    ["events"] + objects_program + [f"filter_{kind}"],
-                    count,
-                )
-            for phrase, frame_program, frame, tag in self._frames:
-                for moving in (True, False):
-                    state = "moving" if moving else "stationary"
-                    subset = self._moving_at(frame, members, moving)
-                    if subset is not None:
-                        add(
-                            f"count_{state}_{tag}",
-                            f"How many {plural} are {state} {phrase}?",
-                            objects_program + frame_program + [f"filter_{state}"],
-                            len(subset),
-                        )
-            subset = self._moving_at(None, members, True)
-            if subset is not None:
-                add(
-                    "count_moving_video",
-                    f"How many moving {plural} are there?",
-                    objects_program + ["null", "filter_moving"],
-                    len(subset),
-                )
+        for found_set in self._object_sets(over_video_moving=True):
+            plural, state = found_set.plural, found_set.state
+            if found_set.verb:
+                question = f"How many {plural} {found_set.verb} the scene?"
+            elif found_set.moment:
+                question = f"How many {plural} are {state} {found_set.moment}?"
+            else:
+                question = f"How many {state} {plural} are there?"
+            add(f"count_{found_set.tag}", question, found_set.program, len(found_set.objects))
         for state in self.objects:
             reference = self.describe.refer(state.object_id)
             add(
@@ -418,37 +444,14 @@ class QuestionGenerator:
                 )
             )
 
-        for object_filter in self._object_filters():
-            members = self._members(object_filter)
-            plural = plural_phrase(object_filter)
-            objects_program = filter_program(object_filter)
-            for kind, verb in (("in", "enter"), ("out", "exit")):
-                exists = any(e.objects[0] in members for e in self.log.of_kind(kind))
-                add(
-                    f"exist_{verb}",
-                    f"Are there any {plural} that {verb} the scene?",
-                    ["events"] + objects_program + [f"filter_{kind}"],
-                    exists,
-                )
-            for phrase, frame_program, frame, tag in self._frames:
-                for moving in (True, False):
-                    state = "moving" if moving else "stationary"
-                    subset = self._moving_at(frame, members, moving)
-                    if subset is not None:
-                        add(
-                            f"exist_{state}_{tag}",
-                            f"Are there any {state} {plural} {phrase}?",
-                            objects_program + frame_program + [f"filter_{state}"],
-                            bool(subset),
-                        )
-            subset = self._moving_at(None, members, False)
-            if subset is not None:
-                add(
-                    "exist_stationary_video",
-                    f"Are there any stationary {plural}?",
-                    objects_program + ["null", "filter_stationary"],
-                    bool(subset),
-                )
+        for found_set in self._object_sets(over_video_moving=False):
+            plural, state = found_set.plural, found_set.state
+            if found_set.verb:
+                question = f"Are there any {plural} that {found_set.verb} the scene?"
+            else:
+                moment = f" {found_set.moment}" if found_set.moment else ""
+                question = f"Are there any {state} {plural}{moment}?"
+            add(f"exist_{found_set.tag}", question, found_set.program, bool(found_set.objects))
         for state in self.objects:
             event = self._single("in", state.object_id)
             if event is None:
