@@ -21,10 +21,16 @@ import pybullet
 
 from tasks.clevrer_sim.balance import text_only_baseline
 from tasks.clevrer_sim.config import SimConfig
-from tasks.clevrer_sim.dataset import camera_for, generate_dataset, question_pool, simulate_video
+from tasks.clevrer_sim.dataset import (
+    annotation,
+    camera_for,
+    generate_dataset,
+    question_pool,
+    simulate_video,
+)
 from tasks.clevrer_sim.layout import SPLITS, Layout
 from tasks.clevrer_sim.render import render_video
-from tasks.clevrer_sim.writer import annotation_record, proposal_record, write_json, write_video
+from tasks.clevrer_sim.writer import proposal_record, write_json, write_video
 
 
 def cpu_model() -> str:
@@ -72,17 +78,8 @@ def stage_times(config: SimConfig, indices: range, folder: Path) -> dict[str, fl
             config.num_frames,
         )
         timed("encode mp4", write_video, folder / f"{index}.mp4", frames, config.fps)
-        annotation = annotation_record(
-            index,
-            video.scene,
-            video.trajectory,
-            video.log.inside,
-            video.log.collisions,
-            video.log.unseen_collisions,
-            video.counterfactual,
-            config.future_frames,
-        )
-        timed("annotation json", write_json, folder / f"a{index}.json", annotation)
+        record = timed("annotation", annotation, config, index, video)
+        timed("annotation json", write_json, folder / f"a{index}.json", record)
         proposal = timed("proposal masks (RLE)", proposal_record, index, video.scene, masks)
         timed("proposal json", write_json, folder / f"p{index}.json", proposal)
         timed("question pool", question_pool, config, index, video)

@@ -84,6 +84,20 @@ def simulate_video(config: SimConfig, index: int) -> SimulatedVideo:
     return SimulatedVideo(scene, trajectory, log, counterfactual)
 
 
+def annotation(config: SimConfig, index: int, video: SimulatedVideo) -> dict:
+    """The video's annotation record (CLEVRER's annotation file, `writer.annotation_record`)."""
+    return annotation_record(
+        index,
+        video.scene,
+        video.trajectory,
+        video.log.inside,
+        video.log.collisions,
+        video.log.unseen_collisions,
+        video.counterfactual,
+        config.future_frames,
+    )
+
+
 def question_pool(config: SimConfig, index: int, video: SimulatedVideo) -> dict:
     """Every candidate question about the video, with answers (CLEVRER-sim's own record)."""
     facts = VideoFacts(
@@ -117,19 +131,7 @@ def generate_video(config: SimConfig, layout: Layout, index: int) -> bool:
         camera_for(config), video.scene, video.trajectory, config.num_frames
     )
     write_video(layout.video(split, index), frames, config.fps)
-    write_json(
-        layout.annotation(split, index),
-        annotation_record(
-            index,
-            video.scene,
-            video.trajectory,
-            video.log.inside,
-            video.log.collisions,
-            video.log.unseen_collisions,
-            video.counterfactual,
-            config.future_frames,
-        ),
-    )
+    write_json(layout.annotation(split, index), annotation(config, index, video))
     write_json(layout.proposal(index), proposal_record(index, video.scene, masks))
     # The pool last: its presence is the mark of a finished video.
     write_json(layout.question_pool(index), question_pool(config, index, video))
