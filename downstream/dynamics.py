@@ -22,6 +22,9 @@ the slots' frame stride). It decodes every predicted frame, or `loss.reconstruct
 of them drawn at random per window: decoding costs far more than the world model, so fewer
 frames make a step several times cheaper on a CPU. `training.initial_weights` starts a run from
 a trained world model, e.g. one trained on the slot MSE alone, fine-tuned with the reconstruction.
+`loss.input_noise` adds Gaussian noise of that std to the window's slots in training, not to
+the targets, so the model learns to pull drifted slots back, as its own predictions drift in a
+rollout (one-frame-ahead training, `loss.rollout_steps=1`, never feeds it those).
 Training runs on the shared head loop (`downstream/head_training.py`): checkpoints, resume,
 TensorBoard, the model in `training.output_dir/model`, `metrics.json`.
 
