@@ -45,6 +45,7 @@ class VideoFeatures(Protocol):
 
 
 REMOVED_SLOT_COLUMN = "removed_slot"  # a rollout dataset's slot left out, -1 for none
+OBSERVED_FRAMES_COLUMN = "observed_frames"  # a rollout dataset's frames before the predicted ones
 
 
 class SlotDatasetFeatures:
@@ -64,6 +65,10 @@ class SlotDatasetFeatures:
         self.removed = None
         if REMOVED_SLOT_COLUMN in slots.features:
             self.removed = np.asarray(self.table[REMOVED_SLOT_COLUMN].to_numpy(), dtype=np.int64)
+        self.observed = None
+        if OBSERVED_FRAMES_COLUMN in slots.features:
+            self.observed = np.asarray(self.table[OBSERVED_FRAMES_COLUMN].to_numpy(),
+                                       dtype=np.int64)
 
     def videos(self) -> np.ndarray:
         return self.video_indices
@@ -78,6 +83,11 @@ class SlotDatasetFeatures:
             raise BadInputError(f"video {video_index} has no slots in the {self.name}")
         row = self.rows[video_index]
         return array_rows(self.table[row:row + 1]["slots"])[0].astype(np.float32)
+
+    def observed_frame_counts(self) -> np.ndarray | None:
+        """`[v]` int64, a rollout's observed frames per video (in the order of `videos()`; the
+        rest are predicted), or None for slots that are all observed."""
+        return self.observed
 
     def present_slots(self, video_index: int) -> np.ndarray:
         present = np.ones(self.num_slots, dtype=bool)

@@ -105,6 +105,9 @@ class VqaDataConfig:
     frame_stride: the on-the-fly encoder reads frames 0, s, 2s, ... of each video.
     rollout: slot dataset (folder or Hub id) of rollouts, observed + predicted frames: predictive
         and counterfactual questions read their frames from it in every split the run reads.
+    rollout_frames: 0: those questions read their T frames spread over the whole rollout. R > 0:
+        every question reads T observed frames and then R predicted ones (zeros for
+        descriptive and explanatory questions), so the predicted frames add to the observed.
     num_frames: T, frames sampled evenly from each video's slots.
     max_objects: objects per frame of `object_states` (padded with zeros).
     train_split, evaluation_split: CLEVRER splits ("" evaluation: none).
@@ -122,6 +125,7 @@ class VqaDataConfig:
     encoder: str = ""
     frame_stride: int = 4
     rollout: str = ""
+    rollout_frames: int = 0
     num_frames: int = 8
     max_objects: int = 8
     train_split: str = "train"
@@ -141,6 +145,9 @@ class VqaDataConfig:
         if self.rollout and self.inputs != "slots":
             raise ValueError(f"a rollout extends slots; it goes with data.inputs=slots, not "
                              f"{self.inputs!r}")
+        if self.rollout_frames and not self.rollout or self.rollout_frames < 0:
+            raise ValueError(f"data.rollout_frames={self.rollout_frames} counts predicted frames "
+                             "of data.rollout: >= 0, and only with a rollout")
         if self.num_frames < 1 or self.frame_stride < 1 or self.max_objects < 1:
             raise ValueError("data.num_frames, frame_stride and max_objects must be >= 1")
         for name in ("train_split", "evaluation_split", "submission_split"):
@@ -306,7 +313,8 @@ def load_vqa_data(data: VqaDataConfig, seed: int, device: torch.device,
                                           name=f"rollout dataset {data.rollout} ({split})")
         names = slot_grounding(data, split, choices_alone) if grounded else None
         return VqaDataset(questions, data.num_frames,
-                          split_features(data, split, encoder, seed, device), rollout, names)
+                          split_features(data, split, encoder, seed, device), rollout, names,
+                          data.rollout_frames)
 
     types = list(data.question_types)
     return VqaData(split_dataset(data.train_split, types, grounding),
@@ -384,7 +392,7 @@ def sized_reasoner_config(config: VqaConfig, vocabulary_size: int,
     num_slots, slot_dim = slots or (1, 1)
     return ReasonerConfig(
         vocabulary_size=vocabulary_size, use_slots=slots is not None, slot_dim=slot_dim,
-        max_slots=num_slots, max_frames=config.data.num_frames,
+        max_slots=num_slots, max_frames=config.data.num_frames + config.data.rollout_frames,
         max_text_length=config.data.max_question_length + 1 + config.data.max_choice_length,
         hidden_size=settings.hidden_size, num_layers=settings.num_layers,
         num_heads=settings.num_heads, intermediate_size=settings.intermediate_size,

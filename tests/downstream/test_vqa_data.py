@@ -70,6 +70,47 @@ def test_a_rollout_removed_slot_is_absent_in_the_rows_that_read_it(vqa_files, qu
                                                  else [True, True, True])
 
 
+def test_with_rollout_frames_rows_read_the_observed_frames_then_the_predicted(
+        vqa_files, questions, tmp_path):
+    rollout = write_slot_dataset(tmp_path / "rollout", {"train": (0, 1, 2)}, num_frames=9,
+                                 offset=100.0, observed_frames=5)
+    slots = slot_features(vqa_files.slots, vqa_files.cache)
+    dataset = VqaDataset(questions, 3, slots, slot_features(rollout, tmp_path / "hf"),
+                         rollout_frames=2)
+    kinds = set()
+    for index in range(len(dataset)):
+        row = dataset[index]
+        kinds.add(row["question_type"])
+        assert row["slots"].shape == (5, 3, 8)
+        if row["question_type"] in ("predictive", "counterfactual"):
+            # observed frames 0, 2, 4 of 0..4, then predicted frames 5 and 8 of 5..8
+            expected = video_slots(row["video_index"], 9, offset=100.0)[[0, 2, 4, 5, 8]]
+        else:  # the video's own slots, then no prediction
+            expected = np.concatenate([video_slots(row["video_index"], 5)[[0, 2, 4]],
+                                       np.zeros((2, 3, 8))])
+        np.testing.assert_allclose(row["slots"], expected, atol=0.06)  # stored as float16
+    assert {"predictive", "descriptive"} <= kinds
+
+
+def test_rollout_frames_need_a_rollout_that_says_what_it_observed(vqa_files, questions,
+                                                                  tmp_path):
+    slots = slot_features(vqa_files.slots, vqa_files.cache)
+    plain = write_slot_dataset(tmp_path / "plain", {"train": (0, 1, 2)}, num_frames=9)
+    with pytest.raises(BadInputError, match="needs a rollout dataset that says which frames "
+                                            "are observed"):
+        VqaDataset(questions, 3, slots, slot_features(plain, tmp_path / "hf"), rollout_frames=2)
+    rollout = write_slot_dataset(tmp_path / "rollout", {"train": (0, 1, 2)}, num_frames=9,
+                                 observed_frames=7)
+    with pytest.raises(BadInputError, match=r"rollout videos \[0, 1, 2\] have \[2, 2, 2\] "
+                                            r"predicted frames; the reasoner reads 3"):
+        VqaDataset(questions, 3, slots, slot_features(rollout, tmp_path / "hf2"),
+                   rollout_frames=3)
+    with pytest.raises(ValueError, match="needs a rollout"):
+        VqaDataset(questions, 3, slots, rollout_frames=2)
+    with pytest.raises(ValueError, match="only with a rollout"):
+        VqaDataConfig(rollout_frames=2)
+
+
 def test_a_question_whose_video_has_no_slots_is_named(vqa_files, questions, tmp_path):
     partial = write_slot_dataset(tmp_path / "slots", {"train": (0, 2)})
     with pytest.raises(BadInputError, match=r"5 questions name 1 videos without slots, e\.g\. "

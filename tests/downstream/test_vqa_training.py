@@ -155,6 +155,21 @@ def test_rollout_flag_feeds_predictive_and_counterfactual_questions(vqa_files, t
         tiny_config(vqa_files, tmp_path / "x", f"data.rollout={rollout}", "data.inputs=none")
 
 
+def test_a_reasoner_with_rollout_frames_reads_observed_and_predicted_frames(vqa_files,
+                                                                           tmp_path):
+    from tests.downstream.vqa_files import write_slot_dataset
+
+    rollout = write_slot_dataset(tmp_path / "rollout", vqa_files.clevrer.splits, num_frames=9,
+                                 offset=100.0, observed_frames=5)
+    config = tiny_config(vqa_files, tmp_path / "run", f"data.rollout={rollout}",
+                         "data.rollout_frames=2", "training.max_steps=2")
+    run_vqa(config)
+    model = ReasonerModel.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.max_frames == 5  # 3 observed + 2 predicted
+    with pytest.raises(ValueError, match="only with a rollout"):
+        tiny_config(vqa_files, tmp_path / "x", "data.rollout_frames=2")
+
+
 def test_slots_encoded_on_the_fly_are_the_extracted_slots(vqa_files, tmp_path):
     from downstream.extract import ExtractionConfig, extract_slots
     from downstream.video_features import SlotDatasetFeatures

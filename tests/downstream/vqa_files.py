@@ -29,16 +29,21 @@ def video_slots(video_index: int, num_frames: int, spec: SlotSpec = SLOT_SPEC,
 
 
 def write_slot_dataset(folder: Path, splits: dict[str, tuple[int, ...]], num_frames: int = 5,
-                       offset: float = 0.0, removed_slot: int | None = None) -> Path:
-    """Slots of `video_slots` for every video of `splits`; with `removed_slot`, a rollout
-    dataset's `removed_slot` column (downstream/rollout_dataset.py) too."""
-    extra = Features({"removed_slot": Value("int32")}) if removed_slot is not None else None
+                       offset: float = 0.0, removed_slot: int | None = None,
+                       observed_frames: int | None = None) -> Path:
+    """Slots of `video_slots` for every video of `splits`; with `removed_slot` or
+    `observed_frames`, a rollout dataset's column of that name (downstream/rollout_dataset.py)
+    too."""
+    columns = {name: value for name, value in (("removed_slot", removed_slot),
+                                               ("observed_frames", observed_frames))
+               if value is not None}
+    extra = Features({name: Value("int32") for name in columns}) if columns else None
     for split, videos in splits.items():
         with SlotShardWriter(folder, SLOT_SPEC, PROVENANCE, split=split,
                              extra_features=extra) as writer:
             for video_index in videos:
                 writer.write(video_index, video_slots(video_index, num_frames, offset=offset),
-                             extra=None if extra is None else {"removed_slot": removed_slot})
+                             extra=columns or None)
     (folder / "README.md").write_text(slot_dataset_card(SLOT_SPEC, PROVENANCE,
                                                         tuple(splits)))
     return folder
