@@ -22,6 +22,11 @@ the slots' frame stride). It decodes every predicted frame, or `loss.reconstruct
 of them drawn at random per window: decoding costs far more than the world model, so fewer
 frames make a step several times cheaper on a CPU. `training.initial_weights` starts a run from
 a trained world model, e.g. one trained on the slot MSE alone, fine-tuned with the reconstruction.
+`loss.mask_weight` adds the cross-entropy of the frozen decoder's masks of the predicted slots
+against its masks of the true slots (per pixel, over slots; it needs `data.encoder` only): where
+slot MSE rewards a slot halfway between two futures, which the decoder draws as an object in
+pieces, this loss asks for the segmentation the true slots would give, decoding the same frames
+as the reconstruction loss.
 `loss.input_noise` adds Gaussian noise of that std to the window's slots in training, not to
 the targets, so the model learns to pull drifted slots back, as its own predictions drift in a
 rollout (one-frame-ahead training, `loss.rollout_steps=1`, never feeds it those).
@@ -113,11 +118,13 @@ class LossSection:
     reconstruction_weight: float = 0.0  # decoder reconstruction loss (needs encoder and videos)
     reconstruction_frames: int = 0  # predicted frames decoded per window (0: all rollout_steps)
     input_noise: float = 0.0  # std of Gaussian noise on the window's slots (0: none)
+    mask_weight: float = 0.0  # decoded masks' cross-entropy against the true slots' (needs encoder)
 
     def __post_init__(self):
-        if self.rollout_steps < 1 or self.reconstruction_weight < 0 or self.input_noise < 0:
-            raise ValueError(f"loss.rollout_steps must be >= 1, reconstruction_weight and "
-                             f"input_noise >= 0: {self}")
+        if (self.rollout_steps < 1 or self.reconstruction_weight < 0 or self.input_noise < 0
+                or self.mask_weight < 0):
+            raise ValueError(f"loss.rollout_steps must be >= 1, reconstruction_weight, "
+                             f"input_noise and mask_weight >= 0: {self}")
         if not 0 <= self.reconstruction_frames <= self.rollout_steps:
             raise ValueError(f"loss.reconstruction_frames must be in [0, rollout_steps "
                              f"{self.rollout_steps}], got {self.reconstruction_frames}")
@@ -181,6 +188,8 @@ class DynamicsConfig:
     def __post_init__(self):
         if self.loss.reconstruction_weight > 0 and not (self.data.encoder and self.data.videos):
             raise ValueError("loss.reconstruction_weight > 0 needs data.encoder and data.videos")
+        if self.loss.mask_weight > 0 and not self.data.encoder:
+            raise ValueError("loss.mask_weight > 0 needs data.encoder")
 
     @property
     def world_model_path(self) -> str:
@@ -206,10 +215,10 @@ FLAGS = {
 class DynamicsTask:
     """Training loss and evaluation of a world model on windows `[b,window+steps,n,d]`.
 
-    encoder: the frozen encoder, for the reconstruction loss only (batches then carry
-    `frames` `[b,window+steps,3,H,W]` uint8).
-    reconstruction_frames: predicted frames of each window that the reconstruction loss
-    decodes, drawn at random (0: all).
+    encoder: the frozen encoder, for the reconstruction and mask losses only (with the
+    reconstruction loss, batches carry `frames` `[b,window+steps,3,H,W]` uint8).
+    reconstruction_frames: predicted frames of each window that the reconstruction and mask
+    losses decode, drawn at random (0: all).
     input_noise: std of Gaussian noise added to the `window` input frames in training (not to
     the targets), so the model learns to correct slots that have drifted, as its own
     predictions do in a rollout (Sanchez-Gonzalez et al., 2020).
@@ -221,6 +230,7 @@ class DynamicsTask:
     encoder: SmoothSAModel | None = None
     reconstruction_frames: int = 0
     input_noise: float = 0.0
+    mask_weight: float = 0.0
 
     def training_loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
         window, target = batch["slots"][:, :self.window], batch["slots"][:, self.window:]
@@ -229,16 +239,25 @@ class DynamicsTask:
         predicted = model(window, steps=self.rollout_steps).slots
         losses = {"slot_mse": F.mse_loss(predicted, target)}
         loss = losses["slot_mse"]
-        if self.reconstruction_weight > 0:
-            frames = batch["frames"][:, self.window:]
+        if self.reconstruction_weight > 0 or self.mask_weight > 0:
+            frames = batch.get("frames")
+            if frames is not None:
+                frames = frames[:, self.window:]
             if self.reconstruction_frames:
-                picked = random_frames(len(frames), self.rollout_steps,
-                                       self.reconstruction_frames, frames.device)
-                predicted, frames = take_frames(predicted, picked), take_frames(frames, picked)
-            _, reconstruction = self.encoder.decode_slots(predicted)
-            target = reconstruction_target(self.encoder, frames)
-            losses["reconstruction"] = F.mse_loss(reconstruction, target)
+                picked = random_frames(len(predicted), self.rollout_steps,
+                                       self.reconstruction_frames, predicted.device)
+                predicted, target = take_frames(predicted, picked), take_frames(target, picked)
+                frames = None if frames is None else take_frames(frames, picked)
+            masks, reconstruction = self.encoder.decode_slots(predicted)
+        if self.reconstruction_weight > 0:
+            losses["reconstruction"] = F.mse_loss(
+                reconstruction, reconstruction_target(self.encoder, frames))
             loss = loss + self.reconstruction_weight * losses["reconstruction"]
+        if self.mask_weight > 0:
+            with torch.no_grad():
+                target_masks, _ = self.encoder.decode_slots(target)
+            losses["mask"] = mask_cross_entropy(masks, target_masks)
+            loss = loss + self.mask_weight * losses["mask"]
         losses["loss"] = loss
         return losses
 
@@ -275,6 +294,14 @@ def take_frames(values: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
     return values[torch.arange(len(values), device=values.device)[:, None], picked]
 
 
+def mask_cross_entropy(masks: torch.Tensor, target_masks: torch.Tensor) -> torch.Tensor:
+    """Per-pixel cross-entropy over slots of decoded masks `[b,t,n,...]` (each pixel's
+    distribution over the n slots) against `target_masks` of the same shape, averaged over
+    pixels."""
+    log_masks = masks.clamp_min(torch.finfo(masks.dtype).tiny).log()
+    return -(target_masks * log_masks).sum(dim=2).mean()
+
+
 def reconstruction_target(encoder: SmoothSAModel, frames: torch.Tensor) -> torch.Tensor:
     """What the frozen decoder reconstructs of frames `[b,t,3,H,W]` uint8: the pixels in [0,1]
     (pixel decoder) or the backbone's features `[b,t,c,h,w]` (feature decoders)."""
@@ -309,7 +336,7 @@ def train(config: DynamicsConfig) -> dict[str, float]:
     train_slots = load_slots(data.train_slots, data.train_split, cache_dir=config.cache_dir)
     spec = slot_spec(train_slots.features)
     encoder, with_frames = None, config.loss.reconstruction_weight > 0
-    if with_frames:
+    if with_frames or config.loss.mask_weight > 0:
         encoder = frozen_encoder_for(data.encoder, train_slots)
 
     def windows(slots, split: str, stride: int) -> SlotWindows:
@@ -337,10 +364,11 @@ def train(config: DynamicsConfig) -> dict[str, float]:
                               config_to_yaml(config))
     task = DynamicsTask(config.model.window, config.loss.rollout_steps,
                         config.loss.reconstruction_weight, encoder,
-                        config.loss.reconstruction_frames, config.loss.input_noise)
+                        config.loss.reconstruction_frames, config.loss.input_noise,
+                        config.loss.mask_weight)
     inputs = run_inputs(data, {"train_slots": data.train_slots,
                                "evaluation_slots": data.evaluation_slots,
-                               "encoder": data.encoder if with_frames else ""})
+                               "encoder": data.encoder if encoder is not None else ""})
     return train_head(model, task, train_windows, evaluation_windows, None, config.training,
                       accelerator, inputs=inputs)
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from downstream.dynamics import DynamicsConfig, DynamicsTask, main
+from downstream.dynamics import DynamicsConfig, DynamicsTask, main, mask_cross_entropy
 from downstream.dynamics_baselines import LeastSquaresDynamics, constant_velocity, copy_last
 from downstream.dynamics_evaluation import (
     HorizonMetrics,
@@ -253,6 +253,31 @@ def test_reconstruction_of_some_frames_decodes_those_frames_only():
     torch.testing.assert_close(losses["slot_mse"], F.mse_loss(predicted, batch["slots"][:, 2:]))
 
 
+def test_mask_loss_is_the_cross_entropy_of_decoded_masks_against_the_true_slots():
+    torch.manual_seed(0)
+    encoder = SmoothSAModel(tiny_config("cnn", "broadcast")).eval().requires_grad_(False)
+    model = tiny_world_model(slot_dim=32, window=2).train()
+    batch = {"slots": torch.randn(2, 4, 4, 32)}  # no frames: the mask loss needs none
+    losses = DynamicsTask(2, 2, encoder=encoder, mask_weight=0.3).training_loss(model, batch)
+    assert set(losses) == {"loss", "slot_mse", "mask"}
+    predicted = model(batch["slots"][:, :2], steps=2).slots
+    masks, _ = encoder.decode_slots(predicted)
+    target, _ = encoder.decode_slots(batch["slots"][:, 2:])
+    per_pixel = -(target * masks.log()).sum(dim=2)  # [b,t,H,W]
+    assert per_pixel.shape == (2, 2, 32, 32)
+    torch.testing.assert_close(losses["mask"], per_pixel.mean())
+    torch.testing.assert_close(losses["loss"], losses["slot_mse"] + 0.3 * losses["mask"])
+    # the true slots themselves score the masks' entropy, the least any prediction can
+    assert mask_cross_entropy(target, target) < losses["mask"]
+    losses["mask"].backward()
+    assert model.project_out.weight.grad.abs().sum() > 0
+    assert all(parameter.grad is None for parameter in encoder.parameters())
+    with pytest.raises(ValueError, match="mask_weight > 0 needs data.encoder"):
+        load_config(DynamicsConfig, TINY, ["loss.mask_weight=1.0"])
+    with pytest.raises(ValueError, match="mask_weight >= 0"):
+        load_config(DynamicsConfig, TINY, ["loss.mask_weight=-1.0"])
+
+
 def test_input_noise_perturbs_the_window_and_not_the_targets():
     model = tiny_world_model(slot_dim=8, window=3).eval()
     batch = {"slots": torch.randn(4, 5, 3, 8)}
@@ -266,7 +291,7 @@ def test_input_noise_perturbs_the_window_and_not_the_targets():
     predicted = model(window, steps=2).slots
     torch.testing.assert_close(noisy, F.mse_loss(predicted, batch["slots"][:, 3:]))
     assert abs(noisy.item() - clean.item()) > 1e-3
-    with pytest.raises(ValueError, match="input_noise >= 0"):
+    with pytest.raises(ValueError, match="input_noise and mask_weight >= 0"):
         load_config(DynamicsConfig, TINY, ["loss.input_noise=-0.1"])
 
 
