@@ -145,7 +145,7 @@ class VqaDataConfig:
         if self.rollout and self.inputs != "slots":
             raise ValueError(f"a rollout extends slots; it goes with data.inputs=slots, not "
                              f"{self.inputs!r}")
-        if self.rollout_frames and not self.rollout or self.rollout_frames < 0:
+        if self.rollout_frames < 0 or (self.rollout_frames and not self.rollout):
             raise ValueError(f"data.rollout_frames={self.rollout_frames} counts predicted frames "
                              "of data.rollout: >= 0, and only with a rollout")
         if self.num_frames < 1 or self.frame_stride < 1 or self.max_objects < 1:
