@@ -110,7 +110,6 @@ class VqaDataset(Dataset):
             row.update(self.grounding.row_targets(row))
         return row
 
-
     def observed_then_predicted(self, video: np.ndarray, video_index: int,
                                 reads_rollout: bool) -> np.ndarray:
         """`[T+R,n,d]`: T frames spread over the observed frames of `video` `[t,n,d]`, then R
@@ -135,17 +134,18 @@ def check_rollout_coverage(videos: np.ndarray, rollout: VideoFeatures, num_frame
         raise BadInputError("rollout_frames needs a rollout dataset that says which frames are "
                             "observed (its observed_frames column); this one does not")
     check_coverage(videos, rollout, 1, "rollout slots")
-    used = np.isin(rollout.videos(), videos)
+    held = rollout.videos()
+    used = np.isin(held, videos)
     predicted = rollout.frame_counts() - observed
     for what, counts, wanted in (("observed", observed, num_frames),
                                  ("predicted", predicted, rollout_frames)):
         short = used & (counts < wanted)
         if short.any():
             raise BadInputError(
-                f"rollout videos {rollout.videos()[short][:5].tolist()} have "
+                f"rollout videos {held[short][:5].tolist()} have "
                 f"{counts[short][:5].tolist()} {what} frames; the reasoner reads {wanted}"
             )
-    return dict(zip(rollout.videos().tolist(), observed.tolist(), strict=True))
+    return dict(zip(held.tolist(), observed.tolist(), strict=True))
 
 
 def check_coverage(videos: np.ndarray, features: VideoFeatures, num_frames: int,
