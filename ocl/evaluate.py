@@ -6,7 +6,9 @@ Each encoder segments the first `--frames` frames of `--videos` held-out videos 
 slots of its upsampled decoder masks); ARI, FG-ARI, mBO and mIoU are computed per video over
 the whole spatio-temporal volume, next to the same metrics for fixed grid splits (2x2, 3x3,
 4 horizontal and 4 vertical stripes). Beside them, where the objects' pixels went
-(`ocl.metrics.pixel_shares`): kept by one segment, taken by the background's, or split.
+(`ocl.metrics.pixel_shares`): kept by one segment, taken by the background's, or split, and
+what the taken and the split pixels cost: FG-ARI with either handed back to the segment keeping
+the object (`ocl.metrics.fg_ari_repairs`).
 `--untrained` adds each encoder's config with fresh random weights. Prints the table and
 writes it to `--out` as JSON.
 """
@@ -40,6 +42,8 @@ class DiscoveryScores:
     background: float
     split: float
     merged: float
+    fg_ari_background_returned: float
+    fg_ari_split_returned: float
     frames_per_second: float | None = None
 
 
@@ -78,12 +82,14 @@ def score_grids(loader: DataLoader) -> dict[str, DiscoveryScores]:
 def print_scores(scores: dict[str, DiscoveryScores]) -> None:
     width = max(map(len, scores)) + 2
     print(f"\n{'segmenter':<{width}}{'ARI':>8}{'FG-ARI':>8}{'mBO':>8}{'mIoU':>8}{'frames/s':>10}"
-          f"   objects' pixels: {'kept':>6}{'to bg':>7}{'split':>7}   objects merged")
+          f"   objects' pixels: {'kept':>6}{'to bg':>7}{'split':>7}   objects merged"
+          f"   FG-ARI, bg returned / split returned")
     for name, score in scores.items():
         speed = f"{score.frames_per_second:>10.1f}" if score.frames_per_second else f"{'':>10}"
         print(f"{name:<{width}}{score.ari:>8.3f}{score.fg_ari:>8.3f}{score.mbo:>8.3f}"
               f"{score.miou:>8.3f}{speed}{'':>20}{score.kept:>6.3f}{score.background:>7.3f}"
-              f"{score.split:>7.3f}{score.merged:>17.3f}")
+              f"{score.split:>7.3f}{score.merged:>17.3f}"
+              f"{score.fg_ari_background_returned:>17.3f} / {score.fg_ari_split_returned:.3f}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, DiscoveryScores]:

@@ -12,6 +12,7 @@ from ocl.metrics.baselines import (
     fixed_grid_segmentation,
 )
 from ocl.metrics.discovery import object_discovery_metrics
+from ocl.metrics.fg_ari_repairs import FG_ARI_REPAIRS, RepairedFgAri, repaired_fg_ari
 from ocl.metrics.matching import IoUMatches, hungarian_pairs, match_by_iou
 from ocl.metrics.overlap import (
     MeanBestOverlap,
@@ -25,6 +26,7 @@ from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShares, object_pix
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
+    "FG_ARI_REPAIRS",
     "FIXED_GRID_BASELINES",
     "PIXEL_SHARES",
     "AdjustedRandIndex",
@@ -34,6 +36,7 @@ __all__ = [
     "MeanIntersectionOverUnion",
     "ObjectPixelShares",
     "PerSampleMean",
+    "RepairedFgAri",
     "adjusted_rand_index",
     "attention_to_segmentation",
     "contingency_table",
@@ -44,5 +47,6 @@ __all__ = [
     "mean_intersection_over_union",
     "object_discovery_metrics",
     "object_pixel_shares",
+    "repaired_fg_ari",
     "segment_iou",
 ]

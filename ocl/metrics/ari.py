@@ -34,7 +34,12 @@ def adjusted_rand_index(
     """
     if ignore_background:
         target = torch.where(target == 0, -1, target)
-    counts = contingency_table(pred, target)  # [b,i,j]
+    return ari_of_contingency(contingency_table(pred, target))
+
+
+def ari_of_contingency(counts: torch.Tensor) -> torch.Tensor:
+    """ARI of each sample from its contingency table `[b,i,j]` (see `adjusted_rand_index`);
+    NaN for a sample without points."""
     true_sizes = counts.sum(dim=1)  # [b,j]
     pred_sizes = counts.sum(dim=2)  # [b,i]
     num_points = true_sizes.sum(dim=1)  # [b]

@@ -15,6 +15,7 @@ from ocl.metrics import (
     MeanBestOverlap,
     MeanIntersectionOverUnion,
     ObjectPixelShares,
+    RepairedFgAri,
     adjusted_rand_index,
     attention_to_segmentation,
     contingency_table,
@@ -25,6 +26,7 @@ from ocl.metrics import (
     mean_intersection_over_union,
     object_discovery_metrics,
     object_pixel_shares,
+    repaired_fg_ari,
     segment_iou,
 )
 
@@ -457,7 +459,8 @@ def test_object_discovery_metrics_with_pixel_shares():
     metrics.update(batch(SPLIT_OBJECTS), batch(SCENE))
     results = {key: value.item() for key, value in metrics.compute().items()}
     assert set(results) == {"val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept",
-                            "val/background", "val/split", "val/merged"}
+                            "val/background", "val/split", "val/merged",
+                            "val/fg_ari_background_returned", "val/fg_ari_split_returned"}
     assert (results["val/kept"], results["val/background"], results["val/split"]) == (0.5, 0, 0.5)
 
 
@@ -530,3 +533,65 @@ def test_fixed_grid_baseline_scores_like_any_segmentation():
     assert mean_best_overlap(quadrants, batch(SCENE)).item() == 1.0
     with pytest.raises(ValueError, match="rows and cols"):
         FixedGridSegmentation(rows=0, cols=2)
+
+
+# --- What each failure costs FG-ARI -------------------------------------------------------------
+
+
+def repaired_by_hand(pred, target):
+    """Both repairs pixel by pixel, scored by scikit-learn: the reference for `repaired_fg_ari`."""
+    background = pred[target == 0].bincount().argmax().item() if (target == 0).any() else -1
+    repaired = [pred.clone(), pred.clone()]
+    fresh = int(pred.max()) + 1
+    for obj in target.unique().tolist():
+        if obj <= 0:
+            continue
+        inside = target == obj
+        counts = pred[inside].bincount(minlength=fresh)
+        if background >= 0:
+            counts[background] = 0
+        keeper = counts.argmax().item() if counts.max() > 0 else fresh + obj
+        repaired[0][inside & (pred == background)] = keeper
+        repaired[1][inside & (pred != background)] = keeper
+    foreground = target > 0
+    if not foreground.any():
+        return [math.nan, math.nan]
+    return [sklearn_ari(r[foreground], target[foreground]) for r in repaired]
+
+
+def test_repairs_hand_back_the_background_and_the_split_share():
+    perfect, split = repaired_fg_ari(batch(SCENE, SPLIT_OBJECTS), batch(SCENE, SCENE))
+    assert perfect.tolist() == [1.0, 1.0]
+    fg_ari_of_split = adjusted_rand_index(batch(SPLIT_OBJECTS), batch(SCENE), True).item()
+    assert fg_ari_of_split < 0.5
+    assert split.tolist() == [pytest.approx(fg_ari_of_split), 1.0]
+    # The background's segment (7) takes object 1 whole and half of object 2; segment 4 keeps
+    # the other half. Handed back, object 1 gets a segment of its own and object 2 segment 4.
+    absorbed = torch.tensor([[7, 7, 7, 7], [7, 7, 7, 7], [7, 7, 7, 4], [7, 7, 7, 4]])
+    returned, unsplit = repaired_fg_ari(batch(absorbed), batch(SCENE))[0].tolist()
+    assert returned == 1.0
+    assert unsplit == pytest.approx(adjusted_rand_index(batch(absorbed), batch(SCENE), True).item())
+
+
+def test_repairs_match_relabelling_every_pixel_by_hand():
+    for pred, target in random_batches(seed=11):
+        scores = repaired_fg_ari(pred, target)
+        for sample in range(len(pred)):
+            expected = repaired_by_hand(pred[sample].long(), target[sample])
+            torch.testing.assert_close(scores[sample], torch.tensor(expected, dtype=torch.float64),
+                                       equal_nan=True)
+    assert scores[0].isnan().all()  # no objects: invalid, as for FG-ARI
+
+
+def test_repaired_fg_ari_metric_averages_valid_samples():
+    metric = RepairedFgAri()
+    rows = []
+    for pred, target in random_batches(seed=12):
+        metric.update(pred, target)
+        rows.append(repaired_fg_ari(pred, target))
+    rows = torch.cat(rows)
+    valid = ~rows.isnan().any(dim=1)
+    results = metric.compute()
+    assert list(results) == ["fg_ari_background_returned", "fg_ari_split_returned"]
+    for column, name in enumerate(results):
+        assert results[name].item() == pytest.approx(rows[valid, column].mean().item(), abs=1e-12)

@@ -1,0 +1,75 @@
+"""What each way of losing an object's pixels costs FG-ARI.
+
+`ocl.metrics.pixel_shares` says where the objects' pixels went: kept by one segment, taken by the
+background's segment, or split over others. These scores say what each of those costs, as
+FG-ARI recomputed after a repair:
+
+- `fg_ari_background_returned`: each object's points in the background's segment are handed to
+  the segment that keeps the object;
+- `fg_ari_split_returned`: each object's points in further segments are handed to its keeper.
+
+An object that no segment but the background's keeps is handed to a new segment of its own.
+The background's segment and an object's keeper are those of `ocl.metrics.pixel_shares`. A
+repaired score far above FG-ARI names the failure that holds FG-ARI down; both repairs at once
+leave only merged objects.
+
+Axes: b batch, i predicted segments, j true objects.
+"""
+
+import torch
+
+from ocl.metrics.ari import ari_of_contingency
+from ocl.metrics.per_sample_mean import PerSampleMean
+from ocl.metrics.segmentation import contingency_table
+
+FG_ARI_REPAIRS = ("fg_ari_background_returned", "fg_ari_split_returned")
+
+
+def repaired_fg_ari(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each sample's FG-ARI after each repair of `FG_ARI_REPAIRS`.
+
+    Args:
+        pred: `[b,h,w]` or `[b,t,h,w]` predicted segment ids (>= 0).
+        target: the true segmentation, same shape: 0 background, > 0 objects, < 0 ignored.
+
+    Returns:
+        `[b,2]` float64 in the order of `FG_ARI_REPAIRS`; NaN rows for samples without objects.
+    """
+    counts = contingency_table(pred, target)
+    background_points, objects = counts[:, :, 0], counts[:, :, 1:]
+    batch_size, num_segments, num_objects = objects.shape
+    has_background = background_points.sum(dim=1) > 0
+    background_segment = torch.where(has_background, background_points.argmax(dim=1), -1)
+    segments = torch.arange(num_segments, device=counts.device)
+    is_background = (segments[None, :] == background_segment[:, None])[:, :, None]  # [b,i,1]
+    # one new segment per object, for the objects that nothing but the background keeps
+    new_segments = objects.new_zeros(batch_size, num_objects, num_objects)
+    objects = torch.cat([objects, new_segments], dim=1)  # [b,i+j,j]
+    is_background = torch.cat(
+        [is_background, is_background.new_zeros(batch_size, num_objects, 1)], dim=1
+    )
+    outside = objects.masked_fill(is_background, 0.0)
+    kept, keeper = outside.max(dim=1)  # [b,j]
+    own_segment = num_segments + torch.arange(num_objects, device=counts.device)
+    keeper = torch.where(kept > 0, keeper, own_segment)[:, None, :]  # [b,1,j]
+    is_keeper = torch.zeros_like(objects, dtype=torch.bool).scatter_(1, keeper, True)
+    taken = objects * is_background
+    split = outside.masked_fill(is_keeper, 0.0)
+    repaired = []
+    for moved in (taken, split):
+        table = (objects - moved).scatter_add(1, keeper, moved.sum(dim=1, keepdim=True))
+        repaired.append(ari_of_contingency(table))
+    return torch.stack(repaired, dim=-1)
+
+
+class RepairedFgAri(PerSampleMean):
+    """Means over samples of `repaired_fg_ari`, computed as `{name: value}` for the names of
+    `FG_ARI_REPAIRS`; a MetricCollection lists them as keys of their own."""
+
+    score_shape = (len(FG_ARI_REPAIRS),)
+
+    def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return repaired_fg_ari(pred, target)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return dict(zip(FG_ARI_REPAIRS, super().compute(), strict=True))
