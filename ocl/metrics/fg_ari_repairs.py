@@ -20,6 +20,7 @@ import torch
 
 from ocl.metrics.ari import ari_of_contingency
 from ocl.metrics.per_sample_mean import PerSampleMean
+from ocl.metrics.pixel_shares import background_segments
 from ocl.metrics.segmentation import contingency_table
 
 FG_ARI_REPAIRS = ("fg_ari_background_returned", "fg_ari_split_returned")
@@ -36,12 +37,9 @@ def repaired_fg_ari(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         `[b,2]` float64 in the order of `FG_ARI_REPAIRS`; NaN rows for samples without objects.
     """
     counts = contingency_table(pred, target)
-    background_points, objects = counts[:, :, 0], counts[:, :, 1:]
+    objects = counts[:, :, 1:]
     batch_size, num_segments, num_objects = objects.shape
-    has_background = background_points.sum(dim=1) > 0
-    background_segment = torch.where(has_background, background_points.argmax(dim=1), -1)
-    segments = torch.arange(num_segments, device=counts.device)
-    is_background = (segments[None, :] == background_segment[:, None])[:, :, None]  # [b,i,1]
+    is_background = background_segments(counts)[:, :, None]  # [b,i,1]
     # one new segment per object, for the objects that nothing but the background keeps
     new_segments = objects.new_zeros(batch_size, num_objects, num_objects)
     objects = torch.cat([objects, new_segments], dim=1)  # [b,i+j,j]

@@ -41,11 +41,8 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
         objects. Where a sample has no background points, no segment is the background's.
     """
     counts = contingency_table(pred, target)
-    background_points, objects = counts[:, :, 0], counts[:, :, 1:]
-    has_background = background_points.sum(dim=1) > 0
-    background_segment = torch.where(has_background, background_points.argmax(dim=1), -1)
-    segments = torch.arange(counts.shape[1], device=counts.device)
-    is_background = segments[None, :] == background_segment[:, None]
+    objects = counts[:, :, 1:]
+    is_background = background_segments(counts)
     area = objects.sum(dim=1)
     present = area > 0
     shares = objects / torch.where(present, area, 1.0)[:, None, :]
@@ -61,6 +58,17 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     num_objects = present.sum(dim=1, keepdim=True)
     total = (per_object * present[:, :, None]).sum(dim=1)
     return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)
+
+
+def background_segments(counts: torch.Tensor) -> torch.Tensor:
+    """`[b,i]` True at each sample's background segment: the predicted segment holding the most
+    true-background points (column 0 of the contingency table `counts` `[b,i,j]`); all False
+    in a sample without background points."""
+    background_points = counts[:, :, 0]
+    has_background = background_points.sum(dim=1) > 0
+    background_segment = torch.where(has_background, background_points.argmax(dim=1), -1)
+    segments = torch.arange(counts.shape[1], device=counts.device)
+    return segments[None, :] == background_segment[:, None]
 
 
 class ObjectPixelShares(PerSampleMean):
