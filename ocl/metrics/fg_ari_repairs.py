@@ -17,10 +17,11 @@ Axes: b batch, i predicted segments, j true objects.
 """
 
 import torch
+import torch.nn.functional as F
 
 from ocl.metrics.ari import ari_of_contingency
 from ocl.metrics.per_sample_mean import PerSampleMean
-from ocl.metrics.pixel_shares import background_segments
+from ocl.metrics.pixel_shares import background_and_keepers
 from ocl.metrics.segmentation import contingency_table
 
 FG_ARI_REPAIRS = ("fg_ari_background_returned", "fg_ari_split_returned")
@@ -38,24 +39,18 @@ def repaired_fg_ari(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     counts = contingency_table(pred, target)
     objects = counts[:, :, 1:]
-    batch_size, num_segments, num_objects = objects.shape
-    is_background = background_segments(counts)[:, :, None]  # [b,i,1]
-    # one new segment per object, for the objects that nothing but the background keeps
-    new_segments = objects.new_zeros(batch_size, num_objects, num_objects)
-    objects = torch.cat([objects, new_segments], dim=1)  # [b,i+j,j]
-    is_background = torch.cat(
-        [is_background, is_background.new_zeros(batch_size, num_objects, 1)], dim=1
-    )
-    outside = objects.masked_fill(is_background, 0.0)
-    kept, keeper = outside.max(dim=1)  # [b,j]
+    num_segments, num_objects = objects.shape[1:]
+    is_background, kept, keeper = background_and_keepers(counts)
+    taken = objects * is_background[:, :, None]
+    split = (objects - taken).scatter(1, keeper[:, None, :], 0.0)
+    # an object only the background's segment holds goes to a new segment of its own
     own_segment = num_segments + torch.arange(num_objects, device=counts.device)
     keeper = torch.where(kept > 0, keeper, own_segment)[:, None, :]  # [b,1,j]
-    is_keeper = torch.zeros_like(objects, dtype=torch.bool).scatter_(1, keeper, True)
-    taken = objects * is_background
-    split = outside.masked_fill(is_keeper, 0.0)
+    with_new_segments = (0, 0, 0, num_objects)  # [b,i+j,j]
     repaired = []
     for moved in (taken, split):
-        table = (objects - moved).scatter_add(1, keeper, moved.sum(dim=1, keepdim=True))
+        table = F.pad(objects - moved, with_new_segments)
+        table = table.scatter_add(1, keeper, moved.sum(dim=1, keepdim=True))
         repaired.append(ari_of_contingency(table))
     return torch.stack(repaired, dim=-1)
 

@@ -42,12 +42,12 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     """
     counts = contingency_table(pred, target)
     objects = counts[:, :, 1:]
-    is_background = background_segments(counts)
+    is_background, kept_points, keeper = background_and_keepers(counts)
     area = objects.sum(dim=1)
     present = area > 0
     shares = objects / torch.where(present, area, 1.0)[:, None, :]
     background = (shares * is_background[:, :, None]).sum(dim=1)
-    kept, keeper = shares.masked_fill(is_background[:, :, None], 0.0).max(dim=1)  # [b,j]
+    kept = kept_points / torch.where(present, area, 1.0)  # [b,j]
     split = 1.0 - kept - background
     keeps = (kept > 0) & present
     # objects kept by each segment, then whether an object's keeper keeps another one too
@@ -60,15 +60,25 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)
 
 
-def background_segments(counts: torch.Tensor) -> torch.Tensor:
-    """`[b,i]` True at each sample's background segment: the predicted segment holding the most
-    true-background points (column 0 of the contingency table `counts` `[b,i,j]`); all False
-    in a sample without background points."""
+def background_and_keepers(
+    counts: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The background's segment and each object's keeper, from a contingency table `[b,i,j]`
+    (column 0 the true background).
+
+    Returns:
+        `[b,i]` True at the segment holding the most true-background points (all False in a
+        sample without them); `[b,j-1]` each object's points in its keeper, the segment other
+        than the background's holding most of them; `[b,j-1]` the keeper's index (any segment
+        where that count is 0).
+    """
     background_points = counts[:, :, 0]
     has_background = background_points.sum(dim=1) > 0
     background_segment = torch.where(has_background, background_points.argmax(dim=1), -1)
     segments = torch.arange(counts.shape[1], device=counts.device)
-    return segments[None, :] == background_segment[:, None]
+    is_background = segments[None, :] == background_segment[:, None]
+    kept, keeper = counts[:, :, 1:].masked_fill(is_background[:, :, None], 0.0).max(dim=1)
+    return is_background, kept, keeper
 
 
 class ObjectPixelShares(PerSampleMean):
