@@ -15,7 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LOSSES = (
-    "train/reconstruction", "train/preheat", "train/slot_contrast", "train/mask_prediction"
+    "train/reconstruction", "train/preheat", "train/slot_contrast", "train/mask_prediction",
+    "train/mask_entropy",
 )
 METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept", "val/background")
 

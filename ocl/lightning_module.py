@@ -63,6 +63,7 @@ class SmoothSATraining(L.LightningModule):
                 "train/preheat": losses.preheat,
                 "train/slot_contrast": losses.slot_contrast,
                 "train/mask_prediction": losses.mask_prediction,
+                "train/mask_entropy": losses.mask_entropy,
             },
             prog_bar=True,
             batch_size=batch["frames"].shape[0],

@@ -25,6 +25,8 @@ class LossWeights:
         shape the head's output rather than everything the slots hold.
     mask_prediction: weight of the cross-entropy of the broadcast decoder's own alpha against
         Slot Attention's masks it composed with (`broadcast_alpha: slot_attention` only).
+    mask_entropy: weight of the decoder masks' entropy over slots, averaged over pixels (nats):
+        pushes each pixel to one slot, so that two slots cannot share an object's alpha.
     """
 
     preheat: float = 100.0
@@ -32,9 +34,10 @@ class LossWeights:
     slot_contrast_temperature: float = 0.1
     slot_contrast_head: bool = False
     mask_prediction: float = 0.01
+    mask_entropy: float = 0.0
 
     def __post_init__(self):
-        if (min(self.preheat, self.slot_contrast, self.mask_prediction) < 0
+        if (min(self.preheat, self.slot_contrast, self.mask_prediction, self.mask_entropy) < 0
                 or self.slot_contrast_temperature <= 0):
             raise ValueError(f"loss weights must be >= 0 and the temperature > 0, got {self}")
 
@@ -54,6 +57,7 @@ class SmoothSALosses:
     preheat: torch.Tensor
     slot_contrast: torch.Tensor
     mask_prediction: torch.Tensor
+    mask_entropy: torch.Tensor
 
 
 def smoothsa_losses(
@@ -78,9 +82,14 @@ def smoothsa_losses(
         log_masks = output.decoder_mask_logits.log_softmax(dim=-3)
         cross_entropy = -(output.decoder_attention.detach() * log_masks).sum(dim=-3).mean()
         mask_prediction = weights.mask_prediction * cross_entropy
+    mask_entropy = zero
+    if output.decoder_attention is not None and weights.mask_entropy > 0:
+        masks = output.decoder_attention
+        entropy = -(masks * masks.clamp_min(1e-8).log()).sum(dim=-3).mean()
+        mask_entropy = weights.mask_entropy * entropy
     return SmoothSALosses(
-        reconstruction + preheat + slot_contrast + mask_prediction, reconstruction, preheat,
-        slot_contrast, mask_prediction,
+        reconstruction + preheat + slot_contrast + mask_prediction + mask_entropy,
+        reconstruction, preheat, slot_contrast, mask_prediction, mask_entropy,
     )
 
 

@@ -102,3 +102,27 @@ def test_mask_prediction_is_the_cross_entropy_against_the_composition_masks():
     # The gradient moves the prediction towards the masks: up where the mask is largest.
     assert logits.grad[0, 0, 0, 0, 0] < 0 < logits.grad[0, 0, 1, 0, 0]
     assert smoothsa_losses(output_with(slots), LossWeights()).mask_prediction.item() == 0
+
+
+def test_mask_entropy_is_the_mean_entropy_over_slots_and_sharpens_shared_pixels():
+    slots = torch.randn(1, 2, 3, 4)
+    logits = torch.zeros(1, 2, 3, 2, 2)
+    logits[..., 1] = torch.tensor([20.0, 0.0, 0.0]).reshape(3, 1)  # right column: slot 0 alone
+    logits.requires_grad_(True)
+    output = output_with(slots)
+    output.decoder_attention = logits.softmax(dim=-3)
+    losses = smoothsa_losses(output, LossWeights(slot_contrast=0, mask_entropy=0.1))
+    # Half the pixels shared by three slots (log 3 nats), half held by one (~0).
+    assert losses.mask_entropy.item() == pytest.approx(0.1 * math.log(3) / 2, rel=1e-4)
+    losses.total.backward()
+    # An exact tie is a stationary point, and a pixel one slot holds is left alone; where a
+    # slot leads, the gradient raises it and lowers the last.
+    assert torch.allclose(logits.grad[0, 0, :, 0, 0], torch.zeros(3), atol=1e-7)
+    assert logits.grad[0, 0, :, 0, 1].abs().max() < 1e-6
+    leading = torch.tensor([0.5, 0.3, 0.2]).log().requires_grad_(True)
+    output.decoder_attention = leading.softmax(0).reshape(1, 1, 3, 1, 1)
+    smoothsa_losses(output, LossWeights(slot_contrast=0, mask_entropy=1)).total.backward()
+    assert leading.grad[0] < 0 < leading.grad[2]
+    assert smoothsa_losses(output_with(slots), LossWeights()).mask_entropy.item() == 0
+    with pytest.raises(ValueError, match="loss weights"):
+        LossWeights(mask_entropy=-1)
