@@ -33,7 +33,8 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.mark.parametrize("folder", ["clevrer_sim_small", "clevrer_sim_small_contrast",
-                                    "clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4"])
+                                    "clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4",
+                                    "clevrer_sim_small_entropy"])
 def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(folder):
     from downstream.slot_encoding import load_frozen_encoder
 
@@ -54,6 +55,7 @@ def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(fold
 @pytest.mark.parametrize("base, trained", [
     ("clevrer_sim_small", "clevrer_sim_small_contrast"),
     ("clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4"),
+    ("clevrer_sim_small_gpu_clips4", "clevrer_sim_small_entropy"),
 ])
 def test_each_later_encoder_is_trained_not_copied(base, trained):
     from safetensors.torch import load_file
