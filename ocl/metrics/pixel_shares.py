@@ -45,9 +45,10 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     is_background, kept_points, keeper = background_and_keepers(counts)
     area = objects.sum(dim=1)
     present = area > 0
-    shares = objects / torch.where(present, area, 1.0)[:, None, :]
+    area = torch.where(present, area, 1.0)
+    shares = objects / area[:, None, :]
     background = (shares * is_background[:, :, None]).sum(dim=1)
-    kept = kept_points / torch.where(present, area, 1.0)  # [b,j]
+    kept = kept_points / area  # [b,j]
     split = 1.0 - kept - background
     keeps = (kept > 0) & present
     # objects kept by each segment, then whether an object's keeper keeps another one too
