@@ -8,11 +8,15 @@ from ocl.metrics.overlap import MeanBestOverlap, MeanIntersectionOverUnion
 from ocl.metrics.pixel_shares import ObjectPixelShares
 
 
-def object_discovery_metrics(prefix: str = "", pixel_shares: bool = False) -> MetricCollection:
+def object_discovery_metrics(
+    prefix: str = "", pixel_shares: bool = False, entering_objects: bool = False
+) -> MetricCollection:
     """ARI, FG-ARI, mBO and mIoU (background left out) as keys `ari`, `fg_ari`, `mbo`, `miou`;
     with `pixel_shares`, also where the objects' pixels went as `kept`, `background`, `split`,
     `merged` (`ocl.metrics.pixel_shares`) and what that costs FG-ARI as
-    `fg_ari_background_returned`, `fg_ari_split_returned` (`ocl.metrics.fg_ari_repairs`).
+    `fg_ari_background_returned`, `fg_ari_split_returned` (`ocl.metrics.fg_ari_repairs`); with
+    `entering_objects` (videos only), the same shares over the objects absent from the first
+    frame as `entering_kept`, `entering_background`, `entering_split`, `entering_merged`.
 
     `update(pred, target)` with segmentations `[b,h,w]` or `[b,t,h,w]` feeds them all. Compute
     groups are off: ARI and FG-ARI have states of the same names that can be equal after a first
@@ -30,6 +34,8 @@ def object_discovery_metrics(prefix: str = "", pixel_shares: bool = False) -> Me
     if pixel_shares:
         metrics["pixel_shares"] = ObjectPixelShares()
         metrics["fg_ari_repairs"] = RepairedFgAri()
+    if entering_objects:
+        metrics["entering_objects"] = ObjectPixelShares(entering_only=True)
     return MetricCollection(
         metrics,
         prefix=prefix,

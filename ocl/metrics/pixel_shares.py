@@ -15,12 +15,15 @@ which sum to 1 per object, and
 - `merged`: 1 when the segment keeping the object's `kept` share keeps another object's too
   (two objects drawn as one), else 0 (also for an object with nothing kept).
 
-Each sample averages its objects, and the metrics average samples.
+Each sample averages its objects, and the metrics average samples. In videos the same shares
+can be taken over the entering objects alone, those absent from the first frame: the ones a
+video model must give a slot to after its first frame, from one iteration on the transited slots.
 
 Axes: b batch, i predicted segments, j true segments.
 """
 
 import torch
+from einops import rearrange
 
 from ocl.metrics.per_sample_mean import PerSampleMean
 from ocl.metrics.segmentation import contingency_table
@@ -28,23 +31,29 @@ from ocl.metrics.segmentation import contingency_table
 PIXEL_SHARES = ("kept", "background", "split", "merged")
 
 
-def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def object_pixel_shares(
+    pred: torch.Tensor, target: torch.Tensor, entering_only: bool = False
+) -> torch.Tensor:
     """Each sample's mean over its objects of the kept, background and split shares and of
     merged.
 
     Args:
         pred: `[b,h,w]` or `[b,t,h,w]` predicted segment ids (>= 0).
         target: the true segmentation, same shape: 0 background, > 0 objects, < 0 ignored.
+        entering_only: average only the objects absent from the first frame (videos only).
 
     Returns:
         `[b,4]` float64 shares in the order of `PIXEL_SHARES`; NaN rows for samples without
-        objects. Where a sample has no background points, no segment is the background's.
+        objects (without entering objects, with `entering_only`). Where a sample has no
+        background points, no segment is the background's.
     """
     counts = contingency_table(pred, target)
     objects = counts[:, :, 1:]
     is_background, kept_points, keeper = background_and_keepers(counts)
     area = objects.sum(dim=1)
     present = area > 0
+    if entering_only:
+        present &= ~in_first_frame(target, num_objects=objects.shape[2])
     area = torch.where(present, area, 1.0)
     shares = objects / area[:, None, :]
     background = (shares * is_background[:, :, None]).sum(dim=1)
@@ -59,6 +68,16 @@ def object_pixel_shares(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     num_objects = present.sum(dim=1, keepdim=True)
     total = (per_object * present[:, :, None]).sum(dim=1)
     return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)
+
+
+def in_first_frame(target: torch.Tensor, num_objects: int) -> torch.Tensor:
+    """`[b,j]` True for each object id 1..num_objects seen in the first frame of `target`
+    `[b,t,h,w]`."""
+    if target.ndim != 4:
+        raise ValueError(f"entering objects need videos [b,t,h,w], got {tuple(target.shape)}")
+    first = rearrange(target[:, 0], "b h w -> b (h w)").clamp(min=0)
+    seen = torch.zeros(len(target), num_objects + 1, dtype=torch.bool, device=target.device)
+    return seen.scatter_(1, first.long(), True)[:, 1:]
 
 
 def background_and_keepers(
@@ -84,14 +103,20 @@ def background_and_keepers(
 
 class ObjectPixelShares(PerSampleMean):
     """Means over samples of `object_pixel_shares`, computed as `{part: value}` for the parts of
-    `PIXEL_SHARES` (higher is better for `kept` only); a MetricCollection lists them as keys of
-    their own."""
+    `PIXEL_SHARES` (higher is better for `kept` only), as `{"entering_" + part: value}` with
+    `entering_only`; a MetricCollection lists them as keys of their own."""
 
     higher_is_better = None
     score_shape = (len(PIXEL_SHARES),)
 
+    def __init__(self, entering_only: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.entering_only = entering_only
+
     def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return object_pixel_shares(pred, target)
+        return object_pixel_shares(pred, target, self.entering_only)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return dict(zip(PIXEL_SHARES, super().compute(), strict=True))
+        prefix = "entering_" if self.entering_only else ""
+        return {prefix + part: value
+                for part, value in zip(PIXEL_SHARES, super().compute(), strict=True)}

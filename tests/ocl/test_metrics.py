@@ -454,6 +454,28 @@ def test_pixel_shares_without_objects_or_background():
     assert shares[0].tolist() == [1.0, 0.0, 0.0, 1.0]  # no segment is the background's
 
 
+def test_pixel_shares_of_entering_objects():
+    # Object 1 is in both frames, kept by segment 5; object 2 enters in the second frame, where
+    # the background's segment (7) takes three of its four points.
+    target = torch.stack([torch.where(SCENE == 2, 0, SCENE), SCENE])
+    pred = torch.where(target == 1, 5, 7)
+    pred[1, 3, 3] = 6
+    video = (pred[None], target[None])
+    torch.testing.assert_close(object_pixel_shares(*video, entering_only=True)[0],
+                               torch.tensor([0.25, 0.75, 0.0, 0.0], dtype=torch.float64))
+    whole = object_pixel_shares(*video)[0]
+    assert whole[0].item() == pytest.approx((1.0 + 0.25) / 2)
+    present_from_start = (pred[None], torch.stack([SCENE, SCENE])[None])
+    assert object_pixel_shares(*present_from_start, entering_only=True).isnan().all()
+    with pytest.raises(ValueError, match=r"videos \[b,t,h,w\]"):
+        object_pixel_shares(batch(SCENE), batch(SCENE), entering_only=True)
+    metric = ObjectPixelShares(entering_only=True)
+    metric.update(*video)
+    assert {k: v.item() for k, v in metric.compute().items()} == {
+        "entering_kept": 0.25, "entering_background": 0.75, "entering_split": 0.0,
+        "entering_merged": 0.0}
+
+
 def test_object_discovery_metrics_with_pixel_shares():
     metrics = object_discovery_metrics(prefix="val/", pixel_shares=True)
     metrics.update(batch(SPLIT_OBJECTS), batch(SCENE))

@@ -196,6 +196,8 @@ def test_evaluation_table_scores_encoders_and_grids(clevrer_root, tmp_path):
         assert -1 <= score.ari <= 1 and 0 <= score.mbo <= 1 and 0 <= score.miou <= 1
         shares = (score.kept, score.background, score.split)
         assert min(shares) >= -1e-9 and sum(shares) == pytest.approx(1.0)
+        entering = (score.entering_kept, score.entering_background, score.entering_split)
+        assert min(entering) >= -1e-9 and sum(entering) == pytest.approx(1.0)
     assert scores["tiny"].frames_per_second > 0 and scores["grid_2x2"].frames_per_second is None
     assert "grid_3x3" in (tmp_path / "scores.json").read_text()
 
