@@ -14,9 +14,10 @@ def object_discovery_metrics(
     """ARI, FG-ARI, mBO and mIoU (background left out) as keys `ari`, `fg_ari`, `mbo`, `miou`;
     with `pixel_shares`, also where the objects' pixels went as `kept`, `background`, `split`,
     `merged` (`ocl.metrics.pixel_shares`) and what that costs FG-ARI as
-    `fg_ari_background_returned`, `fg_ari_split_returned` (`ocl.metrics.fg_ari_repairs`); with
-    `entering_objects` (videos only), the same shares over the objects absent from the first
-    frame as `entering_kept`, `entering_background`, `entering_split`, `entering_merged`.
+    `fg_ari_background_returned`, `fg_ari_split_returned`, `fg_ari_outline_returned`
+    (`ocl.metrics.fg_ari_repairs`); with `entering_objects` (videos only), the same shares over
+    the objects absent from the first frame as `entering_kept`, `entering_background`,
+    `entering_split`, `entering_merged`.
 
     `update(pred, target)` with segmentations `[b,h,w]` or `[b,t,h,w]` feeds them all. Compute
     groups are off: ARI and FG-ARI have states of the same names that can be equal after a first

@@ -58,24 +58,27 @@ def check_segmentations(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError("pred has negative segment ids; only target may mark ignored pixels")
 
 
-def contingency_table(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def contingency_table(
+    pred: torch.Tensor, target: torch.Tensor, num_true: int | None = None
+) -> torch.Tensor:
     """Counts of points per (predicted segment, true segment) pair, per sample.
 
     Args:
         pred: `[b,...]` integer predicted segment ids, all >= 0.
         target: `[b,...]` integer true segment ids, same shape; negative ids are not counted.
+        num_true: at least this many columns (true ids 0..num_true-1).
 
     Returns:
-        `[b,i,j]` float64 counts, `i = pred.max() + 1`, `j = target.max() + 1` over the batch
-        (column j is true id j, so absent ids are zero columns). float64 holds counts exactly
-        far beyond a video's pixels, and their squares too.
+        `[b,i,j]` float64 counts, `i = pred.max() + 1`, `j = max(target.max() + 1, num_true)`
+        over the batch (column j is true id j, so absent ids are zero columns). float64 holds
+        counts exactly far beyond a video's pixels, and their squares too.
     """
     check_segmentations(pred, target)
     pred = rearrange(pred, "b ... -> b (...)").long()
     target = rearrange(target, "b ... -> b (...)").long()
     batch_size = pred.shape[0]
     num_pred = int(pred.max()) + 1
-    num_true = max(int(target.max()) + 1, 1)
+    num_true = max(int(target.max()) + 1, num_true or 1)
     sample = torch.arange(batch_size, device=pred.device)[:, None].expand_as(pred)
     cell = (sample * num_pred + pred) * num_true + target
     counts = torch.bincount(cell[target >= 0], minlength=batch_size * num_pred * num_true)

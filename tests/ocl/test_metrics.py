@@ -482,7 +482,8 @@ def test_object_discovery_metrics_with_pixel_shares():
     results = {key: value.item() for key, value in metrics.compute().items()}
     assert set(results) == {"val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept",
                             "val/background", "val/split", "val/merged",
-                            "val/fg_ari_background_returned", "val/fg_ari_split_returned"}
+                            "val/fg_ari_background_returned", "val/fg_ari_split_returned",
+                            "val/fg_ari_outline_returned"}
     assert (results["val/kept"], results["val/background"], results["val/split"]) == (0.5, 0, 0.5)
 
 
@@ -560,10 +561,24 @@ def test_fixed_grid_baseline_scores_like_any_segmentation():
 # --- What each failure costs FG-ARI -------------------------------------------------------------
 
 
+def outline_by_hand(target):
+    """Points with a 4-neighbour of another id in their frame, one by one."""
+    outline = torch.zeros_like(target, dtype=torch.bool)
+    height, width = target.shape[-2:]
+    for index in itertools.product(*map(range, target.shape[:-2])):
+        frame = target[index]
+        for y, x in itertools.product(range(height), range(width)):
+            neighbours = [(y + dy, x + dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+            outline[index][y, x] = any(frame[n].item() != frame[y, x].item() for n in neighbours
+                                       if 0 <= n[0] < height and 0 <= n[1] < width)
+    return outline
+
+
 def repaired_by_hand(pred, target):
-    """Both repairs pixel by pixel, scored by scikit-learn: the reference for `repaired_fg_ari`."""
+    """The repairs pixel by pixel, scored by scikit-learn: the reference for `repaired_fg_ari`."""
     background = pred[target == 0].bincount().argmax().item() if (target == 0).any() else -1
-    repaired = [pred.clone(), pred.clone()]
+    outline = outline_by_hand(target)
+    repaired = [pred.clone(), pred.clone(), pred.clone()]
     fresh = int(pred.max()) + 1
     for obj in target.unique().tolist():
         if obj <= 0:
@@ -575,23 +590,31 @@ def repaired_by_hand(pred, target):
         keeper = counts.argmax().item() if counts.max() > 0 else fresh + obj
         repaired[0][inside & (pred == background)] = keeper
         repaired[1][inside & (pred != background)] = keeper
+        repaired[2][inside & outline & (pred == background)] = keeper
     foreground = target > 0
     if not foreground.any():
-        return [math.nan, math.nan]
+        return [math.nan] * 3
     return [sklearn_ari(r[foreground], target[foreground]) for r in repaired]
 
 
 def test_repairs_hand_back_the_background_and_the_split_share():
     perfect, split = repaired_fg_ari(batch(SCENE, SPLIT_OBJECTS), batch(SCENE, SCENE))
-    assert perfect.tolist() == [1.0, 1.0]
+    assert perfect.tolist() == [1.0, 1.0, 1.0]
     fg_ari_of_split = adjusted_rand_index(batch(SPLIT_OBJECTS), batch(SCENE), True).item()
     assert fg_ari_of_split < 0.5
-    assert split.tolist() == [pytest.approx(fg_ari_of_split), 1.0]
+    assert split.tolist() == [pytest.approx(fg_ari_of_split), 1.0, pytest.approx(fg_ari_of_split)]
     # The background's segment (7) takes object 1 whole and half of object 2; segment 4 keeps
     # the other half. Handed back, object 1 gets a segment of its own and object 2 segment 4.
     absorbed = torch.tensor([[7, 7, 7, 7], [7, 7, 7, 7], [7, 7, 7, 4], [7, 7, 7, 4]])
-    returned, unsplit = repaired_fg_ari(batch(absorbed), batch(SCENE))[0].tolist()
+    returned, unsplit, outline = repaired_fg_ari(batch(absorbed), batch(SCENE))[0].tolist()
     assert returned == 1.0
+    # Handing back the outline leaves object 1's corner (0, 3), which touches no other id, in
+    # the background's segment; both taken points of object 2 are on its outline.
+    assert outline_by_hand(SCENE)[0, 3].item() is False
+    expected = absorbed.clone()
+    expected[(SCENE == 1) & outline_by_hand(SCENE)] = 8
+    expected[(SCENE == 2) & (absorbed == 7)] = 4
+    assert outline == pytest.approx(sklearn_ari(expected[SCENE > 0], SCENE[SCENE > 0]))
     assert unsplit == pytest.approx(adjusted_rand_index(batch(absorbed), batch(SCENE), True).item())
 
 
@@ -614,6 +637,7 @@ def test_repaired_fg_ari_metric_averages_valid_samples():
     rows = torch.cat(rows)
     valid = ~rows.isnan().any(dim=1)
     results = metric.compute()
-    assert list(results) == ["fg_ari_background_returned", "fg_ari_split_returned"]
+    assert list(results) == ["fg_ari_background_returned", "fg_ari_split_returned",
+                             "fg_ari_outline_returned"]
     for column, name in enumerate(results):
         assert results[name].item() == pytest.approx(rows[valid, column].mean().item(), abs=1e-12)
