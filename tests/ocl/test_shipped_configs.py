@@ -34,7 +34,8 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 
 @pytest.mark.parametrize("folder", ["clevrer_sim_small", "clevrer_sim_small_contrast",
                                     "clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4",
-                                    "clevrer_sim_small_entropy"])
+                                    "clevrer_sim_small_entropy",
+                                    "clevrer_sim_small_entropy_clips8"])
 def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(folder):
     from downstream.slot_encoding import load_frozen_encoder
 
@@ -56,6 +57,7 @@ def test_the_shipped_small_encoders_are_the_small_config_and_encode_a_video(fold
     ("clevrer_sim_small", "clevrer_sim_small_contrast"),
     ("clevrer_sim_small_gpu", "clevrer_sim_small_gpu_clips4"),
     ("clevrer_sim_small_gpu_clips4", "clevrer_sim_small_entropy"),
+    ("clevrer_sim_small_entropy", "clevrer_sim_small_entropy_clips8"),
 ])
 def test_each_later_encoder_is_trained_not_copied(base, trained):
     from safetensors.torch import load_file
