@@ -610,9 +610,10 @@ def test_repairs_hand_back_the_background_and_the_split_share():
     assert returned == 1.0
     # Handing back the outline leaves object 1's corner (0, 3), which touches no other id, in
     # the background's segment; both taken points of object 2 are on its outline.
-    assert outline_by_hand(SCENE)[0, 3].item() is False
+    outline_of_scene = outline_by_hand(SCENE)
+    assert outline_of_scene[0, 3].item() is False
     expected = absorbed.clone()
-    expected[(SCENE == 1) & outline_by_hand(SCENE)] = 8
+    expected[(SCENE == 1) & outline_of_scene] = 8
     expected[(SCENE == 2) & (absorbed == 7)] = 4
     assert outline == pytest.approx(sklearn_ari(expected[SCENE > 0], SCENE[SCENE > 0]))
     assert unsplit == pytest.approx(adjusted_rand_index(batch(absorbed), batch(SCENE), True).item())
