@@ -12,7 +12,7 @@ import os
 import sys
 
 from tasks.clevrer_sim.checker import check_dataset
-from tasks.clevrer_sim.config import SimConfig, parse_size
+from tasks.clevrer_sim.config import PIXEL_FORMATS, SimConfig, parse_size
 from tasks.clevrer_sim.dataset import generate_dataset
 
 
@@ -36,6 +36,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"camera's vertical field of view, degrees (default {defaults.field_of_view:g}; "
         "narrower: larger objects)",
     )
+    parser.add_argument(
+        "--pixel-format", choices=PIXEL_FORMATS, default=defaults.pixel_format,
+        help=f"the videos' H.264 pixel format (default {defaults.pixel_format}: colour at every "
+        "pixel; yuv420p halves its resolution, as CLEVRER's own videos do)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--min-objects", type=int, default=defaults.min_objects)
     parser.add_argument("--max-objects", type=int, default=defaults.max_objects)
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             height=height,
             seed=arguments.seed,
             field_of_view=arguments.field_of_view,
+            pixel_format=arguments.pixel_format,
             min_objects=arguments.min_objects,
             max_objects=arguments.max_objects,
         )

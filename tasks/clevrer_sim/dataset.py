@@ -130,7 +130,7 @@ def generate_video(config: SimConfig, layout: Layout, index: int) -> bool:
     frames, masks = render_video(
         camera_for(config), video.scene, video.trajectory, config.num_frames
     )
-    write_video(layout.video(split, index), frames, config.fps)
+    write_video(layout.video(split, index), frames, config.fps, config.pixel_format)
     write_json(layout.annotation(split, index), annotation(config, index, video))
     write_json(layout.proposal(index), proposal_record(index, video.scene, masks))
     # The pool last: its presence is the mark of a finished video.
@@ -177,13 +177,9 @@ def _prepare(config: SimConfig, layout: Layout) -> None:
         stale.unlink()
     manifest_path = layout.manifest()
     if manifest_path.exists():
-        existing = json.loads(manifest_path.read_text())
-        if existing.get("config") != config.to_dict():
-            differing = sorted(
-                k
-                for k in config.to_dict()
-                if existing.get("config", {}).get(k) != config.to_dict()[k]
-            )
+        existing = SimConfig.from_dict(json.loads(manifest_path.read_text())["config"]).to_dict()
+        if existing != config.to_dict():
+            differing = sorted(k for k in config.to_dict() if existing[k] != config.to_dict()[k])
             raise ValueError(
                 f"{layout.root} holds a CLEVRER-sim dataset made with another config (differs in "
                 f"{differing}); use another directory or the same settings to resume"

@@ -40,14 +40,14 @@ def write_json(path: Path, record: object, indent: int | None = None) -> None:
     os.replace(temporary, path)
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Encode frames `[t,h,w,3]` (uint8 RGB) as H.264 (yuv420p) in an mp4, atomically."""
+def write_video(path: Path, frames: np.ndarray, fps: int, pixel_format: str = "yuv444p") -> None:
+    """Encode frames `[t,h,w,3]` (uint8 RGB) as H.264 in `pixel_format` in an mp4, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     num_frames, height, width, _ = frames.shape
     with av.open(str(temporary), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps, options=dict(VIDEO_OPTIONS))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
         stream.codec_context.thread_count = 1
         for index in range(num_frames):
             frame = av.VideoFrame.from_ndarray(frames[index], format="rgb24")

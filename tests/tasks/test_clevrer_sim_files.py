@@ -5,18 +5,20 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import numpy as np
 import pybullet
 import pytest
 
 from tasks.clevrer_sim.camera import Camera
+from tasks.clevrer_sim.config import PIXEL_FORMATS
 from tasks.clevrer_sim.dataset import camera_for, simulate_video, splits_present
 from tasks.clevrer_sim.layout import OFFICIAL_SPLITS, Layout, folder_name, split_ranges
 from tasks.clevrer_sim.render import NO_OBJECT, Renderer, render_video
 from tasks.clevrer_sim.scene import HALF_HEIGHT, ObjectState, Scene
 from tasks.clevrer_sim.schema import validate_annotation, validate_proposal, validate_questions
 from tasks.clevrer_sim.vocabulary import QUESTION_WORDS
-from tasks.clevrer_sim.writer import decode_mask, read_video
+from tasks.clevrer_sim.writer import decode_mask, read_video, write_video
 
 from .conftest import SMALL
 
@@ -116,6 +118,32 @@ def test_masks_decode_to_the_rendered_instance_pixels(small_dataset):
     decoded_video = read_video(layout.video("validation", index))
     assert decoded_video.shape == (SMALL.num_frames, SMALL.height, SMALL.width, 3)
     assert np.abs(decoded_video.astype(int) - frames.astype(int)).mean() < 4.0
+
+
+def _outline(masks: np.ndarray) -> np.ndarray:
+    """`[t,h,w]` ids → the object pixels with a 4-neighbour of another id."""
+    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    height, width = masks.shape[1:]
+    shifts = ((0, 1), (2, 1), (1, 0), (1, 2))
+    differs = [padded[:, y:y + height, x:x + width] != masks for y, x in shifts]
+    return np.logical_or.reduce(differs) & (masks != NO_OBJECT)
+
+
+def test_full_chroma_videos_keep_the_objects_outlines(tmp_path):
+    video = simulate_video(SMALL, 4)
+    frames, masks = render_video(camera_for(SMALL), video.scene, video.trajectory, 16)
+    outline = _outline(masks)
+    error = {}
+    for pixel_format in PIXEL_FORMATS:
+        path = tmp_path / f"{pixel_format}.mp4"
+        write_video(path, frames, SMALL.fps, pixel_format)
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_context.pix_fmt == pixel_format
+        decoded = read_video(path).astype(int)
+        error[pixel_format] = np.abs(decoded - frames.astype(int)).mean(-1)[outline].mean()
+    assert SMALL.pixel_format == "yuv444p"
+    # 4:2:0 stores colour per 2x2 block: an object's colour bleeds over its outline.
+    assert error["yuv444p"] < 3.0 < 2 * error["yuv444p"] < error["yuv420p"]
 
 
 def test_a_narrower_field_of_view_draws_objects_larger():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 
@@ -65,6 +66,20 @@ def test_resume_with_another_config_is_refused(small_dataset, tmp_path):
         generate_dataset(dataclasses.replace(SMALL, num_frames=41), copy, progress=False)
 
 
+def test_a_dataset_from_before_pixel_formats_resumes_as_yuv420p(small_dataset, tmp_path):
+    root, _ = small_dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    manifest_path = Layout(copy).manifest()
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["pixel_format"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"another config .*pixel_format"):
+        generate_dataset(SMALL, copy, progress=False)
+    older = dataclasses.replace(SMALL, pixel_format="yuv420p")
+    assert generate_dataset(older, copy, progress=False).generated == 0
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -72,6 +87,7 @@ def test_resume_with_another_config_is_refused(small_dataset, tmp_path):
         ({"width": 63}, "width must be an even number"),
         ({"num_frames": 3}, "num_frames must be at least 8"),
         ({"min_objects": 5, "max_objects": 4}, "min_objects=5, max_objects=4"),
+        ({"pixel_format": "rgb24"}, "pixel_format must be one of"),
     ],
 )
 def test_bad_config_names_the_field(fields, message):
