@@ -109,8 +109,9 @@ class ChoiceBalancer:
             remaining.remove(first)
         while remaining and len(chosen) < count:
             kind_use = Counter(c["kind"] for c in chosen)
+            # Ties are broken by draws made in sorted order, not the set's (hash-seeded) order.
             kinds = sorted(
-                {c["kind"] for c in remaining}, key=lambda k: (kind_use[k], rng.random())
+                sorted({c["kind"] for c in remaining}), key=lambda k: (kind_use[k], rng.random())
             )
             option = None
             for kind in kinds:
@@ -140,7 +141,9 @@ class ChoiceBalancer:
             c["answer"] for c in chosen if c["kind"] == kind
         )
         of_kind = [c for c in remaining if c["kind"] == kind]
-        answers = sorted({c["answer"] for c in of_kind}, key=lambda a: (counts[a], rng.random()))
+        answers = sorted(
+            sorted({c["answer"] for c in of_kind}), key=lambda a: (counts[a], rng.random())
+        )
         for answer in answers:
             other = "wrong" if answer == "correct" else "correct"
             if counts[answer] - counts[other] < CHOICE_SLACK:

@@ -5,13 +5,15 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from tasks.clevrer_sim.__main__ import main
 from tasks.clevrer_sim.config import SimConfig, parse_size
 from tasks.clevrer_sim.dataset import generate_dataset
-from tasks.clevrer_sim.layout import Layout
+from tasks.clevrer_sim.layout import SPLITS, Layout
 
 from .conftest import SMALL
 
@@ -29,6 +31,25 @@ def test_same_seed_gives_identical_bytes_with_two_workers(small_dataset, tmp_pat
     summary = generate_dataset(SMALL, tmp_path, workers=2, progress=False)
     assert summary.generated == SMALL.num_videos
     assert _digests(tmp_path) == _digests(root)
+
+
+def test_question_files_do_not_depend_on_the_string_hash_seed(small_dataset, tmp_path):
+    root, _ = small_dataset
+    assemble = (
+        "import sys; from pathlib import Path; from tasks.clevrer_sim.config import SimConfig; "
+        "from tasks.clevrer_sim.dataset import assemble_questions; "
+        "from tasks.clevrer_sim.layout import SPLITS, Layout; "
+        f"assemble_questions(SimConfig.from_dict({SMALL.to_dict()!r}), Layout(Path(sys.argv[1])))"
+    )
+    written = []
+    for hash_seed in ("1", "2", "3"):
+        copy = tmp_path / hash_seed
+        shutil.copytree(root, copy)
+        environment = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", assemble, str(copy)], check=True, env=environment)
+        written.append({split: Layout(copy).questions(split).read_bytes() for split in SPLITS})
+    assert written[0] == written[1] == written[2]
+    assert written[0] == {split: Layout(root).questions(split).read_bytes() for split in SPLITS}
 
 
 def test_another_seed_gives_other_videos(small_dataset, tmp_path):
