@@ -201,6 +201,8 @@ class SpatialBroadcastDecoder(nn.Module):
         if grid * 2**num_upsamplings != height:
             raise ValueError(f"image side {height} must be grid {grid} times a power of two")
         self.grid = grid
+        self.num_upsamplings = num_upsamplings
+        self.full_resolution_layers = full_resolution_layers
         self.position_embedding = SoftPositionEmbedding(slot_dim, (grid, grid))
         layers: list[nn.Module] = []
         in_channels = slot_dim
@@ -215,6 +217,37 @@ class SpatialBroadcastDecoder(nn.Module):
             in_channels = channels
         layers += [nn.Conv2d(in_channels, 4, 3, padding=1)]
         self.network = nn.Sequential(*layers)
+
+    def deepened_state(
+        self, state: dict[str, torch.Tensor], full_resolution_layers: int
+    ) -> dict[str, torch.Tensor]:
+        """`state`, this decoder's parameters (no prefix) from one with fewer full-resolution
+        layers, renumbered for this decoder, with its extra layers as the identity: a Dirac
+        kernel and no bias pass the ReLU'd upsampled map through their ReLU unchanged, so the
+        decoder draws what the shallower one drew."""
+        if not 0 <= full_resolution_layers <= self.full_resolution_layers:
+            raise ValueError(
+                f"a decoder with {full_resolution_layers} full-resolution layers cannot be "
+                f"deepened to {self.full_resolution_layers}"
+            )
+        if self.num_upsamplings == 0:
+            raise ValueError("a decoder that starts at the image size cannot be deepened")
+        output = 2 * (self.num_upsamplings + self.full_resolution_layers)
+        source_output = 2 * (self.num_upsamplings + full_resolution_layers)
+        deepened = {}
+        for key, value in state.items():
+            if key.startswith(f"network.{source_output}."):
+                key = key.replace(f"network.{source_output}.", f"network.{output}.", 1)
+            deepened[key] = value
+        for layer in range(full_resolution_layers, self.full_resolution_layers):
+            convolution = self.network[2 * (self.num_upsamplings + layer)]
+            deepened[f"network.{2 * (self.num_upsamplings + layer)}.weight"] = nn.init.dirac_(
+                torch.empty_like(convolution.weight)
+            )
+            deepened[f"network.{2 * (self.num_upsamplings + layer)}.bias"] = torch.zeros_like(
+                convolution.bias
+            )
+        return deepened
 
     def forward(
         self,

@@ -238,6 +238,26 @@ def test_a_video_run_starts_from_an_image_encoder(tmp_path):
         ocl.train.start_from_encoder(video, str(tmp_path / "missing"))
 
 
+def test_a_deeper_broadcast_decoder_starts_drawing_what_the_shallower_one_drew(tmp_path):
+    torch.manual_seed(0)
+    shallow = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                        broadcast_full_resolution_layers=0)).eval()
+    shallow.save_pretrained(tmp_path / "shallow")
+    torch.manual_seed(1)
+    deep = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                     broadcast_full_resolution_layers=2)).eval()
+    ocl.train.start_from_encoder(deep, str(tmp_path / "shallow"))
+    assert torch.equal(deep.decoder.network[8].weight, shallow.decoder.network[4].weight)
+    video, noise = torch.rand(2, 3, 3, 32, 32), torch.randn(2, 4, 32)
+    with torch.no_grad():
+        drawn, redrawn = shallow(video, noise), deep(video, noise)
+    torch.testing.assert_close(redrawn.reconstruction, drawn.reconstruction)
+    torch.testing.assert_close(redrawn.decoder_attention, drawn.decoder_attention)
+    assert redrawn.reconstruction.std() > 0.01
+    with pytest.raises(ValueError, match="2 full-resolution layers cannot be deepened to 0"):
+        shallow.decoder.deepened_state(deep.decoder.state_dict(), 2)
+
+
 def test_a_preheater_starts_from_the_learned_queries_of_an_encoder_without_one(tmp_path):
     torch.manual_seed(0)
     plain = SmoothSAModel(tiny_config("cnn", "broadcast", use_preheater=False,
