@@ -148,6 +148,7 @@ def train(config: EncoderTrainingConfig) -> dict[str, float]:
         model.backbone.load_pretrained(config.backbone_weights)
     if config.initial_weights:
         start_from_encoder(model, config.initial_weights)
+    freeze(model, config.optim.frozen)
     module = SmoothSATraining(
         model, config.optim, config.losses, config.trainer.seed, config.trainer.segmentation_from
     )
@@ -194,6 +195,18 @@ def start_from_encoder(model: SmoothSAModel, folder: str) -> None:
     kept = sorted({key.split(".")[0] for key in target.keys() - source.keys()})
     print(f"started from {folder}: {len(shared)} of {len(target)} tensors"
           + (f"; kept their initialisation: {', '.join(kept)}" if kept else ""))
+
+
+def freeze(model: SmoothSAModel, parts: list[str]) -> None:
+    """Stops the gradient of each named top-level part of `model`; raises ValueError naming an
+    unknown part."""
+    modules = dict(model.named_children())
+    unknown = sorted(set(parts) - modules.keys())
+    if unknown:
+        raise ValueError(f"optim.frozen: {unknown} are not parts of this encoder "
+                         f"(its parts: {sorted(modules)})")
+    for part in parts:
+        modules[part].requires_grad_(False)
 
 
 def export(model: SmoothSAModel, metrics: dict[str, float], output: Path) -> None:

@@ -56,6 +56,9 @@ class OptimConfig:
     gradient_clip: maximum gradient norm (the paper: 1 for images, 0.05 for videos).
     preheat_detach_fraction: share of the first steps during which the preheater's tokens
         are detached.
+    frozen: parts of the encoder kept as they start (its top-level modules: "backbone",
+        "project", "initializer", "slot_attention", "transit", "decoder"), e.g. all but the
+        decoder to redraw fixed slots.
     """
 
     learning_rate: float = 2e-4
@@ -64,6 +67,7 @@ class OptimConfig:
     max_steps: int = 50_000
     gradient_clip: float = 1.0
     preheat_detach_fraction: float = 0.1
+    frozen: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.learning_rate <= 0 or self.max_steps < 1 or self.gradient_clip <= 0:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import ocl.train
 from ocl.checkpoint_export import export_checkpoint
+from ocl.configuration import SmoothSAConfig
 from ocl.learning_curves import plot_learning_curves
 from ocl.lightning_module import SmoothSATraining
 from ocl.losses import LossWeights
@@ -83,6 +84,24 @@ def test_training_lowers_the_loss_and_exports_the_encoder(clevrer_root, tmp_path
     assert sorted(p.name for p in (output / "pictures").glob("*.png")) == [
         f"step_{step:07d}.png" for step in (8, 16, 24, 32, 40)
     ]
+
+
+def test_frozen_parts_keep_their_starting_weights(clevrer_root, tmp_path):
+    torch.manual_seed(0)
+    start = SmoothSAModel(SmoothSAConfig(**tiny_fields("cnn", "broadcast", image_size=[32, 32])))
+    start.save_pretrained(tmp_path / "start")
+    parts = ["backbone", "project", "initializer", "slot_attention", "transit"]
+    config = training_config(clevrer_root, tmp_path / "run", max_steps=4, frozen=parts)
+    config.initial_weights = str(tmp_path / "start")
+    ocl.train.train(config)
+    trained = SmoothSAModel.from_pretrained(tmp_path / "run" / "encoder").state_dict()
+    for key, value in start.named_parameters():
+        frozen = key.split(".")[0] in parts
+        assert torch.equal(trained[key], value) == frozen, key
+    config.optim.frozen = ["backbone", "slots"]
+    config.trainer.output_dir = str(tmp_path / "misspelt")
+    with pytest.raises(ValueError, match=r"\['slots'\] are not parts of this encoder"):
+        ocl.train.train(config)
 
 
 def test_kill_and_resume_gives_the_weights_of_an_uninterrupted_run(clevrer_root, tmp_path,
