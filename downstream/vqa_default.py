@@ -28,6 +28,8 @@ class PrepareConfig:
         `size` pixels square, seen through the camera's `field_of_view`; split into train,
         validation and test by the generator). The encoder should have been trained on the same
         field of view: it sets the objects' size in pixels.
+    pixel_format: the videos' H.264 pixel format; yuv420p, the format the shipped small
+        encoders were trained on.
     descriptive_per_video, explanatory_per_video, predictive_per_video,
         counterfactual_per_video: most questions of each type asked of a video (multiple-choice
         questions are also limited by the events a video holds).
@@ -43,6 +45,7 @@ class PrepareConfig:
     size: int = 64
     seed: int = 0
     field_of_view: float = SimConfig.field_of_view
+    pixel_format: str = "yuv420p"
     descriptive_per_video: int = SimConfig.descriptive_per_video
     explanatory_per_video: int = SimConfig.explanatory_per_video
     predictive_per_video: int = SimConfig.predictive_per_video
@@ -58,7 +61,7 @@ class PrepareConfig:
     def sim_config(self) -> SimConfig:
         return SimConfig(
             num_videos=self.videos, num_frames=self.frames, width=self.size, height=self.size,
-            seed=self.seed, field_of_view=self.field_of_view,
+            seed=self.seed, field_of_view=self.field_of_view, pixel_format=self.pixel_format,
             descriptive_per_video=self.descriptive_per_video,
             explanatory_per_video=self.explanatory_per_video,
             predictive_per_video=self.predictive_per_video,
