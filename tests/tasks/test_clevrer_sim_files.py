@@ -9,7 +9,9 @@ import av
 import numpy as np
 import pybullet
 import pytest
+import torch
 
+from ocl.metrics.fg_ari_repairs import on_outline
 from tasks.clevrer_sim.camera import Camera
 from tasks.clevrer_sim.config import PIXEL_FORMATS
 from tasks.clevrer_sim.dataset import camera_for, simulate_video, splits_present
@@ -120,19 +122,10 @@ def test_masks_decode_to_the_rendered_instance_pixels(small_dataset):
     assert np.abs(decoded_video.astype(int) - frames.astype(int)).mean() < 4.0
 
 
-def _outline(masks: np.ndarray) -> np.ndarray:
-    """`[t,h,w]` ids → the object pixels with a 4-neighbour of another id."""
-    padded = np.pad(masks, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    height, width = masks.shape[1:]
-    shifts = ((0, 1), (2, 1), (1, 0), (1, 2))
-    differs = [padded[:, y:y + height, x:x + width] != masks for y, x in shifts]
-    return np.logical_or.reduce(differs) & (masks != NO_OBJECT)
-
-
 def test_full_chroma_videos_keep_the_objects_outlines(tmp_path):
     video = simulate_video(SMALL, 4)
     frames, masks = render_video(camera_for(SMALL), video.scene, video.trajectory, 16)
-    outline = _outline(masks)
+    outline = on_outline(torch.from_numpy(masks)).numpy() & (masks != NO_OBJECT)
     error = {}
     for pixel_format in PIXEL_FORMATS:
         path = tmp_path / f"{pixel_format}.mp4"
