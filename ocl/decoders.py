@@ -239,14 +239,10 @@ class SpatialBroadcastDecoder(nn.Module):
             if key.startswith(f"network.{source_output}."):
                 key = key.replace(f"network.{source_output}.", f"network.{output}.", 1)
             deepened[key] = value
-        for layer in range(full_resolution_layers, self.full_resolution_layers):
-            convolution = self.network[2 * (self.num_upsamplings + layer)]
-            deepened[f"network.{2 * (self.num_upsamplings + layer)}.weight"] = nn.init.dirac_(
-                torch.empty_like(convolution.weight)
-            )
-            deepened[f"network.{2 * (self.num_upsamplings + layer)}.bias"] = torch.zeros_like(
-                convolution.bias
-            )
+        for index in range(source_output, output, 2):  # each new convolution (its ReLU follows)
+            weight, bias = self.network[index].weight, self.network[index].bias
+            deepened[f"network.{index}.weight"] = nn.init.dirac_(torch.empty_like(weight))
+            deepened[f"network.{index}.bias"] = torch.zeros_like(bias)
         return deepened
 
     def forward(

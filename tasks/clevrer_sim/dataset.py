@@ -178,8 +178,9 @@ def _prepare(config: SimConfig, layout: Layout) -> None:
     manifest_path = layout.manifest()
     if manifest_path.exists():
         existing = SimConfig.from_dict(json.loads(manifest_path.read_text())["config"]).to_dict()
-        if existing != config.to_dict():
-            differing = sorted(k for k in config.to_dict() if existing[k] != config.to_dict()[k])
+        wanted = config.to_dict()
+        if existing != wanted:
+            differing = sorted(k for k in wanted if existing[k] != wanted[k])
             raise ValueError(
                 f"{layout.root} holds a CLEVRER-sim dataset made with another config (differs in "
                 f"{differing}); use another directory or the same settings to resume"
