@@ -40,7 +40,7 @@ def write_json(path: Path, record: object, indent: int | None = None) -> None:
     os.replace(temporary, path)
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int, pixel_format: str = "yuv444p") -> None:
+def write_video(path: Path, frames: np.ndarray, fps: int, pixel_format: str) -> None:
     """Encode frames `[t,h,w,3]` (uint8 RGB) as H.264 in `pixel_format` in an mp4, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
