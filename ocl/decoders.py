@@ -218,32 +218,59 @@ class SpatialBroadcastDecoder(nn.Module):
         layers += [nn.Conv2d(in_channels, 4, 3, padding=1)]
         self.network = nn.Sequential(*layers)
 
-    def deepened_state(
+    def grown_state(
         self, state: dict[str, torch.Tensor], full_resolution_layers: int
     ) -> dict[str, torch.Tensor]:
-        """`state`, this decoder's parameters (no prefix) from one with fewer full-resolution
-        layers, renumbered for this decoder, with its extra layers as the identity: a Dirac
-        kernel and no bias pass the ReLU'd upsampled map through their ReLU unchanged, so the
-        decoder draws what the shallower one drew."""
+        """`state`, the parameters (no prefix) of a decoder like this one but with fewer
+        full-resolution layers or channels, made this decoder's so that it draws what the source
+        drew. Extra layers start as the identity (a Dirac kernel and no bias pass the ReLU'd map
+        through their ReLU unchanged). Extra channels keep this decoder's initial incoming weights
+        and get no bias and zero outgoing weights: they see the map but reach nothing until
+        trained."""
         if not 0 <= full_resolution_layers <= self.full_resolution_layers:
             raise ValueError(
                 f"a decoder with {full_resolution_layers} full-resolution layers cannot be "
                 f"deepened to {self.full_resolution_layers}"
             )
-        if self.num_upsamplings == 0:
+        if full_resolution_layers < self.full_resolution_layers and self.num_upsamplings == 0:
             raise ValueError("a decoder that starts at the image size cannot be deepened")
         output = 2 * (self.num_upsamplings + self.full_resolution_layers)
         source_output = 2 * (self.num_upsamplings + full_resolution_layers)
-        deepened = {}
+        grown = {}
         for key, value in state.items():
             if key.startswith(f"network.{source_output}."):
                 key = key.replace(f"network.{source_output}.", f"network.{output}.", 1)
-            deepened[key] = value
+            grown[key] = value
+        source_channels = state["network.0.weight"].shape[1 if self.num_upsamplings else 0]
         for index in range(source_output, output, 2):  # each new convolution (its ReLU follows)
-            weight, bias = self.network[index].weight, self.network[index].bias
-            deepened[f"network.{index}.weight"] = nn.init.dirac_(torch.empty_like(weight))
-            deepened[f"network.{index}.bias"] = torch.zeros_like(bias)
-        return deepened
+            weight = torch.empty(source_channels, source_channels, 5, 5)
+            grown[f"network.{index}.weight"] = nn.init.dirac_(weight)
+            grown[f"network.{index}.bias"] = torch.zeros(source_channels)
+        initial = self.state_dict()
+        return {key: value if key not in initial or value.shape == initial[key].shape
+                else self._widened(key, value, initial[key]) for key, value in grown.items()}
+
+    def _widened(self, key: str, value: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+        """`value`, a parameter of a narrower network, embedded in this one's `initial`."""
+        fits = value.dim() == initial.dim() and all(
+            old <= new for old, new in zip(value.shape, initial.shape, strict=True)
+        )
+        if not fits:
+            raise ValueError(f"decoder {key} {tuple(value.shape)} cannot grow into "
+                             f"{tuple(initial.shape)}")
+        widened = initial.clone()
+        if value.dim() == 1:  # a bias: the new channels' is zero
+            widened[len(value):] = 0
+            widened[: len(value)] = value
+            return widened
+        index = int(key.split(".")[1])
+        if isinstance(self.network[index], nn.ConvTranspose2d):  # [in, out, k, k]
+            widened[value.shape[0]:] = 0
+            widened[: value.shape[0], : value.shape[1]] = value
+        else:  # [out, in, k, k]
+            widened[:, value.shape[1]:] = 0
+            widened[: value.shape[0], : value.shape[1]] = value
+        return widened
 
     def forward(
         self,

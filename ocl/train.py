@@ -167,8 +167,9 @@ def start_from_encoder(model: SmoothSAModel, folder: str) -> None:
     """Copies into `model` every parameter of the encoder in `folder` that it also has; raises
     ValueError when a shared parameter's shape differs or nothing is shared. A cold start
     without a preheater (`initializer.*`) seeds the cold start of a preheater
-    (`initializer.cold_start.*`). A broadcast decoder with more full-resolution layers than the
-    source's starts them as the identity (`SpatialBroadcastDecoder.deepened_state`)."""
+    (`initializer.cold_start.*`). A broadcast decoder with more full-resolution layers or
+    channels than the source's starts drawing what the source drew
+    (`SpatialBroadcastDecoder.grown_state`)."""
     if not (Path(folder) / "config.json").is_file():
         raise FileNotFoundError(f"initial_weights: {folder} holds no encoder (config.json)")
     encoder = SmoothSAModel.from_pretrained(folder)
@@ -176,11 +177,12 @@ def start_from_encoder(model: SmoothSAModel, folder: str) -> None:
     target = model.state_dict()
     layers = encoder.config.broadcast_full_resolution_layers
     if (encoder.config.decoder == model.config.decoder == "broadcast"
-            and layers < model.config.broadcast_full_resolution_layers):
+            and (layers, encoder.config.decoder_hidden_dim)
+            != (model.config.broadcast_full_resolution_layers, model.config.decoder_hidden_dim)):
         decoder = {key.removeprefix("decoder."): source.pop(key)
                    for key in [key for key in source if key.startswith("decoder.")]}
-        deepened = model.decoder.deepened_state(decoder, layers)
-        source.update({f"decoder.{key}": value for key, value in deepened.items()})
+        grown = model.decoder.grown_state(decoder, layers)
+        source.update({f"decoder.{key}": value for key, value in grown.items()})
     for key in [key for key in source if key.startswith("initializer.")]:
         preheated = key.replace("initializer.", "initializer.cold_start.", 1)
         if key not in target and preheated in target:

@@ -257,24 +257,48 @@ def test_a_video_run_starts_from_an_image_encoder(tmp_path):
         ocl.train.start_from_encoder(video, str(tmp_path / "missing"))
 
 
-def test_a_deeper_broadcast_decoder_starts_drawing_what_the_shallower_one_drew(tmp_path):
+@pytest.mark.parametrize(("layers", "channels"), [(2, 32), (0, 48), (1, 48)])
+def test_a_deeper_or_wider_broadcast_decoder_starts_drawing_what_the_source_drew(
+    tmp_path, layers, channels
+):
     torch.manual_seed(0)
-    shallow = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
-                                        broadcast_full_resolution_layers=0)).eval()
-    shallow.save_pretrained(tmp_path / "shallow")
+    source = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                       broadcast_full_resolution_layers=0,
+                                       decoder_hidden_dim=32)).eval()
+    source.save_pretrained(tmp_path / "source")
     torch.manual_seed(1)
-    deep = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
-                                     broadcast_full_resolution_layers=2)).eval()
-    ocl.train.start_from_encoder(deep, str(tmp_path / "shallow"))
-    assert torch.equal(deep.decoder.network[8].weight, shallow.decoder.network[4].weight)
+    grown = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                      broadcast_full_resolution_layers=layers,
+                                      decoder_hidden_dim=channels)).eval()
+    initial = {key: value.clone() for key, value in grown.decoder.state_dict().items()}
+    ocl.train.start_from_encoder(grown, str(tmp_path / "source"))
+    output = grown.decoder.network[-1].weight
+    assert torch.equal(output[:, :32], source.decoder.network[4].weight)
+    assert not output[:, 32:].any()
+    if channels > 32:  # new channels see the map through their initial weights
+        first = grown.decoder.network[0].weight
+        assert torch.equal(first[:, 32:], initial["network.0.weight"][:, 32:])
     video, noise = torch.rand(2, 3, 3, 32, 32), torch.randn(2, 4, 32)
     with torch.no_grad():
-        drawn, redrawn = shallow(video, noise), deep(video, noise)
+        drawn, redrawn = source(video, noise), grown(video, noise)
     torch.testing.assert_close(redrawn.reconstruction, drawn.reconstruction)
     torch.testing.assert_close(redrawn.decoder_attention, drawn.decoder_attention)
     assert redrawn.reconstruction.std() > 0.01
+
+
+def test_a_decoder_does_not_shrink_into_a_smaller_one(tmp_path):
+    torch.manual_seed(0)
+    deep = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                     broadcast_full_resolution_layers=2)).eval()
+    shallow = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                        broadcast_full_resolution_layers=0)).eval()
     with pytest.raises(ValueError, match="2 full-resolution layers cannot be deepened to 0"):
-        shallow.decoder.deepened_state(deep.decoder.state_dict(), 2)
+        shallow.decoder.grown_state(deep.decoder.state_dict(), 2)
+    wide = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8,
+                                     broadcast_full_resolution_layers=0, decoder_hidden_dim=48))
+    wide.save_pretrained(tmp_path / "wide")
+    with pytest.raises(ValueError, match=r"decoder network.0.weight \(32, 48, 5, 5\) cannot grow"):
+        ocl.train.start_from_encoder(shallow, str(tmp_path / "wide"))
 
 
 def test_a_preheater_starts_from_the_learned_queries_of_an_encoder_without_one(tmp_path):
