@@ -6,7 +6,8 @@ Each encoder segments the first `--frames` frames of `--videos` held-out videos 
 slots of its upsampled decoder masks); ARI, FG-ARI, mBO and mIoU are computed per video over
 the whole spatio-temporal volume, next to the same metrics for fixed grid splits (2x2, 3x3,
 4 horizontal and 4 vertical stripes). Beside them, where the objects' pixels went
-(`ocl.metrics.pixel_shares`): kept by one segment, taken by the background's, or split, and
+(`ocl.metrics.pixel_shares`): kept by one segment, taken by the background's, or split; the
+background pixels the objects' segments took per object pixel, which FG-ARI does not see; and
 what the taken and the split pixels cost: FG-ARI with either handed back to the segment keeping
 the object, and with only the taken pixels on the objects' outlines handed back
 (`ocl.metrics.fg_ari_repairs`); and the shares kept and taken over the entering
@@ -44,6 +45,7 @@ class DiscoveryScores:
     background: float
     split: float
     merged: float
+    background_claimed: float
     fg_ari_background_returned: float
     fg_ari_split_returned: float
     fg_ari_outline_returned: float
@@ -90,12 +92,13 @@ def print_scores(scores: dict[str, DiscoveryScores]) -> None:
     width = max(map(len, scores)) + 2
     print(f"\n{'segmenter':<{width}}{'ARI':>8}{'FG-ARI':>8}{'mBO':>8}{'mIoU':>8}{'frames/s':>10}"
           f"   objects' pixels: {'kept':>6}{'to bg':>7}{'split':>7}   objects merged"
+          f"   bg claimed"
           f"   FG-ARI, bg / split / outline returned   entering objects: kept / to bg")
     for name, score in scores.items():
         speed = f"{score.frames_per_second:>10.1f}" if score.frames_per_second else f"{'':>10}"
         print(f"{name:<{width}}{score.ari:>8.3f}{score.fg_ari:>8.3f}{score.mbo:>8.3f}"
               f"{score.miou:>8.3f}{speed}{'':>20}{score.kept:>6.3f}{score.background:>7.3f}"
-              f"{score.split:>7.3f}{score.merged:>17.3f}"
+              f"{score.split:>7.3f}{score.merged:>17.3f}{score.background_claimed:>13.3f}"
               f"{score.fg_ari_background_returned:>17.3f} / {score.fg_ari_split_returned:.3f}"
               f" / {score.fg_ari_outline_returned:.3f}"
               f"{score.entering_kept:>20.3f} / {score.entering_background:.3f}")

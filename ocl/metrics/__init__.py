@@ -22,7 +22,13 @@ from ocl.metrics.overlap import (
     segment_iou,
 )
 from ocl.metrics.per_sample_mean import PerSampleMean
-from ocl.metrics.pixel_shares import PIXEL_SHARES, ObjectPixelShares, object_pixel_shares
+from ocl.metrics.pixel_shares import (
+    PIXEL_SHARES,
+    BackgroundClaimed,
+    ObjectPixelShares,
+    background_claimed,
+    object_pixel_shares,
+)
 from ocl.metrics.segmentation import attention_to_segmentation, contingency_table
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "FIXED_GRID_BASELINES",
     "PIXEL_SHARES",
     "AdjustedRandIndex",
+    "BackgroundClaimed",
     "FixedGridSegmentation",
     "IoUMatches",
     "MeanBestOverlap",
@@ -39,6 +46,7 @@ __all__ = [
     "RepairedFgAri",
     "adjusted_rand_index",
     "attention_to_segmentation",
+    "background_claimed",
     "contingency_table",
     "fixed_grid_segmentation",
     "hungarian_pairs",

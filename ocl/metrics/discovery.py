@@ -5,7 +5,7 @@ from torchmetrics import MetricCollection
 from ocl.metrics.ari import AdjustedRandIndex
 from ocl.metrics.fg_ari_repairs import RepairedFgAri
 from ocl.metrics.overlap import MeanBestOverlap, MeanIntersectionOverUnion
-from ocl.metrics.pixel_shares import ObjectPixelShares
+from ocl.metrics.pixel_shares import BackgroundClaimed, ObjectPixelShares
 
 
 def object_discovery_metrics(
@@ -13,7 +13,8 @@ def object_discovery_metrics(
 ) -> MetricCollection:
     """ARI, FG-ARI, mBO and mIoU (background left out) as keys `ari`, `fg_ari`, `mbo`, `miou`;
     with `pixel_shares`, also where the objects' pixels went as `kept`, `background`, `split`,
-    `merged` (`ocl.metrics.pixel_shares`) and what that costs FG-ARI as
+    `merged`, the background points the objects' segments took as `background_claimed`
+    (`ocl.metrics.pixel_shares`) and what the objects' losses cost FG-ARI as
     `fg_ari_background_returned`, `fg_ari_split_returned`, `fg_ari_outline_returned`
     (`ocl.metrics.fg_ari_repairs`); with `entering_objects` (videos only), the same shares over
     the objects absent from the first frame as `entering_kept`, `entering_background`,
@@ -34,6 +35,7 @@ def object_discovery_metrics(
     }
     if pixel_shares:
         metrics["pixel_shares"] = ObjectPixelShares()
+        metrics["background_claimed"] = BackgroundClaimed()
         metrics["fg_ari_repairs"] = RepairedFgAri()
     if entering_objects:
         metrics["entering_objects"] = ObjectPixelShares(entering_only=True)

@@ -15,7 +15,10 @@ which sum to 1 per object, and
 - `merged`: 1 when the segment keeping the object's `kept` share keeps another object's too
   (two objects drawn as one), else 0 (also for an object with nothing kept).
 
-Each sample averages its objects, and the metrics average samples. In videos the same shares
+Each sample averages its objects, and the metrics average samples. FG-ARI does not see the other
+way round, segments drawn past their objects onto the background: `background_claimed` counts
+the true-background points outside the background's segment per object point, so a FG-ARI won
+by masks grown over the background shows there (and in ARI). In videos the same shares
 can be taken over the entering objects alone, those absent from the first frame: the ones a
 video model must give a slot to after its first frame, from one iteration on the transited slots.
 
@@ -70,6 +73,18 @@ def object_pixel_shares(
     return torch.where(num_objects > 0, total / num_objects.clamp(min=1), torch.nan)
 
 
+def background_claimed(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`[b]` float64: each sample's true-background points in segments other than the
+    background's, per object point (shapes as `object_pixel_shares`); NaN for a sample without
+    objects or without background points."""
+    counts = contingency_table(pred, target)
+    is_background, _, _ = background_and_keepers(counts)
+    claimed = counts[:, :, 0].masked_fill(is_background, 0.0).sum(dim=1)
+    object_points = counts[:, :, 1:].sum(dim=(1, 2))
+    valid = (object_points > 0) & is_background.any(dim=1)
+    return torch.where(valid, claimed / object_points.clamp(min=1), torch.nan)
+
+
 def in_first_frame(target: torch.Tensor, num_objects: int) -> torch.Tensor:
     """`[b,j]` True for each object id 1..num_objects seen in the first frame of `target`
     `[b,t,h,w]`."""
@@ -120,3 +135,12 @@ class ObjectPixelShares(PerSampleMean):
         prefix = "entering_" if self.entering_only else ""
         return {prefix + part: value
                 for part, value in zip(PIXEL_SHARES, super().compute(), strict=True)}
+
+
+class BackgroundClaimed(PerSampleMean):
+    """Mean over samples of `background_claimed` (lower is better)."""
+
+    higher_is_better = False
+
+    def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return background_claimed(pred, target)

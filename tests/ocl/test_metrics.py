@@ -11,6 +11,7 @@ from torchmetrics.utilities.data import dim_zero_sum
 from ocl.metrics import (
     FIXED_GRID_BASELINES,
     AdjustedRandIndex,
+    BackgroundClaimed,
     FixedGridSegmentation,
     MeanBestOverlap,
     MeanIntersectionOverUnion,
@@ -18,6 +19,7 @@ from ocl.metrics import (
     RepairedFgAri,
     adjusted_rand_index,
     attention_to_segmentation,
+    background_claimed,
     contingency_table,
     fixed_grid_segmentation,
     hungarian_pairs,
@@ -483,8 +485,24 @@ def test_object_discovery_metrics_with_pixel_shares():
     assert set(results) == {"val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept",
                             "val/background", "val/split", "val/merged",
                             "val/fg_ari_background_returned", "val/fg_ari_split_returned",
-                            "val/fg_ari_outline_returned"}
+                            "val/fg_ari_outline_returned", "val/background_claimed"}
     assert (results["val/kept"], results["val/background"], results["val/split"]) == (0.5, 0, 0.5)
+
+
+def test_masks_grown_over_the_background_leave_fg_ari_whole_and_show_as_claimed():
+    grown = SCENE.clone()
+    grown[0:2, 1] = 1  # object 1's segment takes the two background points beside it
+    pred, target = batch(grown, SCENE), batch(SCENE, SCENE)
+    assert adjusted_rand_index(pred, target, ignore_background=True).tolist() == [1.0, 1.0]
+    assert adjusted_rand_index(pred, target)[0] < 0.8
+    assert background_claimed(pred, target).tolist() == [2 / 8, 0.0]
+    assert background_claimed(batch(SCENE), torch.zeros(1, 4, 4, dtype=torch.long)).isnan().all()
+    objects_only = torch.where(SCENE == 0, 3, SCENE)
+    assert background_claimed(batch(SCENE), batch(objects_only)).isnan().all()
+    metric = BackgroundClaimed()
+    metric.update(pred, target)
+    metric.update(batch(SCENE), batch(objects_only))
+    assert metric.compute().item() == pytest.approx(1 / 8)
 
 
 def test_pixel_shares_metric_averages_valid_samples_and_merges_by_sum():
