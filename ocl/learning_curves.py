@@ -18,7 +18,10 @@ LOSSES = (
     "train/reconstruction", "train/preheat", "train/slot_contrast", "train/mask_prediction",
     "train/mask_entropy",
 )
-METRICS = ("val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept", "val/background")
+METRICS = (
+    "val/ari", "val/fg_ari", "val/mbo", "val/miou", "val/kept", "val/background",
+    "val/background_claimed",
+)
 
 
 def read_log(run: Path) -> dict[str, list[tuple[int, float]]]:

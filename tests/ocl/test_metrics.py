@@ -366,6 +366,7 @@ METRICS = {
     ),
     "mbo": (MeanBestOverlap, {}, mean_best_overlap, {}),
     "miou": (MeanIntersectionOverUnion, {}, mean_intersection_over_union, {}),
+    "background_claimed": (BackgroundClaimed, {}, background_claimed, {}),
 }
 
 
