@@ -247,8 +247,10 @@ class SpatialBroadcastDecoder(nn.Module):
             grown[f"network.{index}.weight"] = nn.init.dirac_(weight)
             grown[f"network.{index}.bias"] = torch.zeros(source_channels)
         initial = self.state_dict()
-        return {key: value if key not in initial or value.shape == initial[key].shape
-                else self._widened(key, value, initial[key]) for key, value in grown.items()}
+        # only the convolutions' channels grow; another slot size is the caller's mismatch
+        return {key: self._widened(key, value, initial[key])
+                if key.startswith("network.") and value.shape != initial[key].shape else value
+                for key, value in grown.items()}
 
     def _widened(self, key: str, value: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
         """`value`, a parameter of a narrower network, embedded in this one's `initial`."""

@@ -299,6 +299,12 @@ def test_a_decoder_does_not_shrink_into_a_smaller_one(tmp_path):
     wide.save_pretrained(tmp_path / "wide")
     with pytest.raises(ValueError, match=r"decoder network.0.weight \(32, 48, 5, 5\) cannot grow"):
         ocl.train.start_from_encoder(shallow, str(tmp_path / "wide"))
+    other_slots = SmoothSAModel(tiny_config("cnn", "broadcast", broadcast_grid=8, slot_dim=48,
+                                            broadcast_full_resolution_layers=0,
+                                            decoder_hidden_dim=48))
+    shallow.save_pretrained(tmp_path / "shallow")  # wider channels, but other slots: no fit
+    with pytest.raises(ValueError, match="does not fit this model: .*position_embedding"):
+        ocl.train.start_from_encoder(other_slots, str(tmp_path / "shallow"))
 
 
 def test_a_preheater_starts_from_the_learned_queries_of_an_encoder_without_one(tmp_path):
