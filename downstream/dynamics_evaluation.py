@@ -9,7 +9,10 @@ mIoU (Hungarian-matched, background left out) compare the argmax of the masks de
 predicted slots (bilinearly resized to the true masks' size when they differ) with the true
 index map of that frame; "kept" and "to background" say where the true objects' pixels went
 (`ocl.metrics.pixel_shares`: the share kept by one slot, and the share taken by the background's
-slot), and "merged" how many objects share the slot that keeps them with another object.
+slot), "merged" how many objects share the slot that keeps them with another object, and
+"background claimed" the background pixels that slots other than the background's take, per
+object pixel (`ocl.metrics.background_claimed`: what ARI counts and FG-ARI cannot see, e.g. a
+blurred predicted object drawn over the floor around it).
 "true slots" decodes the encoder's own slots of the future frames: a reference for what this
 decoder makes of a perfect prediction (its slot MSE is 0).
 
@@ -30,6 +33,7 @@ from downstream.dynamics_baselines import constant_velocity, copy_last
 from downstream.world_model import WorldModel
 from ocl.metrics import (
     AdjustedRandIndex,
+    BackgroundClaimed,
     MeanIntersectionOverUnion,
     ObjectPixelShares,
     attention_to_segmentation,
@@ -39,8 +43,10 @@ from ocl.modeling import SmoothSAModel
 METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG-ARI",
            "miou": "mIoU", "kept": "objects' pixels kept by one slot",
            "to_background": "objects' pixels in the background slot (lower is better)",
-           "merged": "objects whose slot keeps another object too (lower is better)"}
-SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "pixel_shares")
+           "merged": "objects whose slot keeps another object too (lower is better)",
+           "background_claimed": "background pixels object slots take, per object pixel "
+                                 "(lower is better)"}
+SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "pixel_shares", "background_claimed")
 TRUE_SLOTS = "true slots"
 
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]  # burn-in [b,t,n,d], steps -> [b,k,n,d]
@@ -48,8 +54,9 @@ Rollout = Callable[[torch.Tensor, int], torch.Tensor]  # burn-in [b,t,n,d], step
 
 class HorizonMetrics(nn.Module):
     """Slot MSE, ARI, FG-ARI, mIoU, the objects' pixel shares kept and taken by the
-    background's slot and the objects merged with another, of one predictor at each horizon
-    k = 1..K, as torchmetrics (summed across processes)."""
+    background's slot, the objects merged with another and the background claimed by object
+    slots, of one predictor at each horizon k = 1..K, as torchmetrics (summed across
+    processes)."""
 
     def __init__(self, horizon: int):
         super().__init__()
@@ -61,6 +68,7 @@ class HorizonMetrics(nn.Module):
         )
         self.miou = nn.ModuleList(MeanIntersectionOverUnion() for _ in range(horizon))
         self.pixel_shares = nn.ModuleList(ObjectPixelShares() for _ in range(horizon))
+        self.background_claimed = nn.ModuleList(BackgroundClaimed() for _ in range(horizon))
 
     def update(
         self,
@@ -91,6 +99,8 @@ class HorizonMetrics(nn.Module):
             scores["kept"] = [float(share["kept"]) for share in shares]
             scores["to_background"] = [float(share["background"]) for share in shares]
             scores["merged"] = [float(share["merged"]) for share in shares]
+            scores["background_claimed"] = [float(metric.compute())
+                                            for metric in self.background_claimed]
         return scores
 
 

@@ -425,11 +425,24 @@ def test_horizon_metrics_on_a_hand_made_case():
     assert scores["miou"] == pytest.approx([1.0, (3 / 8 + 0) / 2, 1.0])
     # one segment is the background's and takes every object
     assert scores["kept"] == [1.0, 0.0, 1.0] and scores["to_background"] == [0.0, 1.0, 0.0]
+    assert scores["background_claimed"] == [0.0, 0.0, 0.0]
     assert panel_title("fg_ari") == "FG-ARI (higher is better)"
     assert panel_title("to_background").endswith("(lower is better)")
     assert "higher" not in panel_title("slot_mse") + panel_title("to_background")
     table = horizon_table({"model": scores, "other": {"slot_mse": [0.5, 0.5, 0.5]}})
     assert "slot MSE" in table and "FG-ARI" in table and "4.0000" in table
+
+
+def test_horizon_metrics_count_the_background_an_object_slot_claims():
+    true_segmentation = torch.tensor([[0, 0, 1, 1], [0, 2, 2, 1]]).reshape(1, 1, 2, 4)
+    grown = true_segmentation.clone()
+    grown[0, 0, 0, 1] = 1  # object 1's slot also draws a background pixel beside it
+    metrics = HorizonMetrics(1)
+    metrics.update(torch.zeros(1, 1, 2, 3), torch.zeros(1, 1, 2, 3), grown, true_segmentation)
+    scores = metrics.compute()
+    assert scores["background_claimed"] == pytest.approx([1 / 5])  # 5 object pixels
+    assert scores["fg_ari"] == pytest.approx([1.0])  # which FG-ARI does not see
+    assert scores["ari"][0] < 1.0
 
 
 @dataclass
@@ -490,6 +503,7 @@ def test_evaluate_command_on_tiny_clevrer(tiny_clevrer, tmp_path, capsys):
                    for value in scores[name])
         assert all(0 <= value <= 1 for name in ("kept", "to_background")
                    for value in scores[name])
+        assert all(value >= 0 for value in scores["background_claimed"])
     assert (tmp_path / "evaluation" / "horizons.png").read_bytes()[:4] == b"\x89PNG"
     assert "FG-ARI" in capsys.readouterr().out
 
