@@ -44,8 +44,7 @@ METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG
            "miou": "mIoU", "kept": "objects' pixels kept by one slot",
            "to_background": "objects' pixels in the background slot (lower is better)",
            "merged": "objects whose slot keeps another object too (lower is better)",
-           "background_claimed": "background pixels object slots take, per object pixel "
-                                 "(lower is better)"}
+           "background_claimed": "background claimed by object slots (lower is better)"}
 SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "pixel_shares", "background_claimed")
 TRUE_SLOTS = "true slots"
 
