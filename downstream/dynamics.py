@@ -89,6 +89,7 @@ class ModelSection:
     dropout: float = 0.0
     window: int = 6  # burn-in frames the model sees (and is trained with)
     residual: bool = True  # predict the change from the last frame's slots
+    second_order: bool = False  # with residual: predict the change of the last step (README)
 
 
 @dataclass

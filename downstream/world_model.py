@@ -5,7 +5,9 @@ projected to the model width, each frame's slots get that frame's learned tempor
 embedding (shared by all its slots; there is no slot-index embedding, so the model is
 permutation-equivariant over slots), a transformer encoder attends over all of them, and the
 outputs at the last frame's slots are projected back to slot space as the next frame's slots
-(with `residual`: as a change added to the last frame's slots). A rollout appends each
+(with `residual`: as a change added to the last frame's slots; with `second_order` as well: as
+a change of each slot's velocity, as learned physics simulators predict accelerations, so that
+a prediction that knows nothing extrapolates the last step instead of stopping). A rollout appends each
 prediction to the window and slides it; predictions are fed back, never the true slots.
 
 Axes: b batch, t frames, n slots, d slot channels, c model channels, s rollout steps,
@@ -31,6 +33,8 @@ class WorldModelConfig(PretrainedConfig):
     window: frames the model looks at (the burn-in length it was trained with); a shorter
         burn-in works, longer ones are cut to their last `window` frames.
     residual: predict the change from the last frame's slots rather than the slots themselves.
+    second_order: with `residual`, predict the change from the last step instead:
+        `next = last + (last - previous) + output` (with one frame, `last + output`).
     """
 
     model_type = "slot_world_model"
@@ -43,6 +47,7 @@ class WorldModelConfig(PretrainedConfig):
     dropout: float = 0.0
     window: int = 6
     residual: bool = True
+    second_order: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -56,6 +61,8 @@ class WorldModelConfig(PretrainedConfig):
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.second_order and not self.residual:
+            raise ValueError("second_order predicts a change of velocity: it needs residual")
 
 
 @dataclass
@@ -158,6 +165,8 @@ class WorldModel(PreTrainedModel):
         next_slots = self.project_out(last)
         if self.config.residual:
             next_slots = next_slots + frames[:, -1]
+        if self.config.second_order and num_frames > 1:
+            next_slots = next_slots + frames[:, -1] - frames[:, -2]
         if slot_mask is not None:
             next_slots = torch.where(slot_mask[:, :, None], next_slots, 0.0)
         return next_slots

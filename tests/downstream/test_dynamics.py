@@ -107,6 +107,25 @@ def test_rollout_shapes_determinism_and_no_teacher_forcing(tmp_path):
         model.rollout(torch.randn(2, 5, 4, 7), 2)
 
 
+def test_a_second_order_model_that_predicts_no_change_of_velocity_is_constant_velocity():
+    model = tiny_world_model(second_order=True)
+    with torch.no_grad():
+        model.project_out.weight.zero_()
+        model.project_out.bias.zero_()
+    burn_in = torch.randn(2, 5, 4, 8)
+    torch.testing.assert_close(model.rollout(burn_in, 6), constant_velocity(burn_in, 6))
+    one_frame = burn_in[:, :1]  # no velocity yet: the slots stay where they are
+    torch.testing.assert_close(model.rollout(one_frame, 3), copy_last(one_frame, 3))
+    with torch.no_grad():
+        model.project_out.bias.fill_(0.5)  # its output changes the velocity, step after step
+    rolled = model.rollout(burn_in, 3)
+    velocity = burn_in[:, -1] - burn_in[:, -2]
+    torch.testing.assert_close(rolled[:, 0], burn_in[:, -1] + velocity + 0.5)
+    torch.testing.assert_close(rolled[:, 1], rolled[:, 0] + velocity + 1.0)
+    with pytest.raises(ValueError, match="second_order .* needs residual"):
+        WorldModelConfig(slot_dim=8, residual=False, second_order=True)
+
+
 def test_burn_in_shorter_than_the_window_at_the_start_of_a_clip():
     model = tiny_world_model(window=4)
     first_frame = torch.randn(2, 1, 3, 8)
