@@ -7,8 +7,9 @@ permutation-equivariant over slots), a transformer encoder attends over all of t
 outputs at the last frame's slots are projected back to slot space as the next frame's slots
 (with `residual`: as a change added to the last frame's slots; with `second_order` as well: as
 a change of each slot's velocity, as learned physics simulators predict accelerations, so that
-a prediction that knows nothing extrapolates the last step instead of stopping). A rollout appends each
-prediction to the window and slides it; predictions are fed back, never the true slots.
+a prediction that knows nothing extrapolates the last step instead of stopping). A rollout
+appends each prediction to the window and slides it; predictions are fed back, never the true
+slots.
 
 Axes: b batch, t frames, n slots, d slot channels, c model channels, s rollout steps,
 H W pixels, h w the decoder's mask grid.
