@@ -243,7 +243,8 @@ class SpatialBroadcastDecoder(nn.Module):
             grown[key] = value
         source_channels = state["network.0.weight"].shape[1 if self.num_upsamplings else 0]
         for index in range(source_output, output, 2):  # each new convolution (its ReLU follows)
-            weight = torch.empty(source_channels, source_channels, 5, 5)
+            kernel = self.network[index].kernel_size
+            weight = torch.empty(source_channels, source_channels, *kernel)
             grown[f"network.{index}.weight"] = nn.init.dirac_(weight)
             grown[f"network.{index}.bias"] = torch.zeros(source_channels)
         initial = self.state_dict()
@@ -265,13 +266,12 @@ class SpatialBroadcastDecoder(nn.Module):
             widened[len(value):] = 0
             widened[: len(value)] = value
             return widened
-        index = int(key.split(".")[1])
-        if isinstance(self.network[index], nn.ConvTranspose2d):  # [in, out, k, k]
-            widened[value.shape[0]:] = 0
-            widened[: value.shape[0], : value.shape[1]] = value
-        else:  # [out, in, k, k]
-            widened[:, value.shape[1]:] = 0
-            widened[: value.shape[0], : value.shape[1]] = value
+        # the axis of the input channels: [in, out, k, k] transposed, else [out, in, k, k]
+        transposed = isinstance(self.network[int(key.split(".")[1])], nn.ConvTranspose2d)
+        inputs = 0 if transposed else 1
+        new_inputs = initial.shape[inputs] - value.shape[inputs]
+        widened.narrow(inputs, value.shape[inputs], new_inputs).zero_()
+        widened[: value.shape[0], : value.shape[1]] = value
         return widened
 
     def forward(
