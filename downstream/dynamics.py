@@ -90,6 +90,7 @@ class ModelSection:
     window: int = 6  # burn-in frames the model sees (and is trained with)
     residual: bool = True  # predict the change from the last frame's slots
     second_order: bool = False  # with residual: predict the change of the last step (README)
+    zero_output: bool = False  # residual models start as copy-last / constant velocity
 
 
 @dataclass

@@ -36,6 +36,9 @@ class WorldModelConfig(PretrainedConfig):
     residual: predict the change from the last frame's slots rather than the slots themselves.
     second_order: with `residual`, predict the change from the last step instead:
         `next = last + (last - previous) + output` (with one frame, `last + output`).
+    zero_output: start the output projection at zero, so that a residual model starts as
+        copying the last frame and a second-order one as constant velocity, and training
+        learns only where the data departs from that baseline.
     """
 
     model_type = "slot_world_model"
@@ -49,6 +52,7 @@ class WorldModelConfig(PretrainedConfig):
     window: int = 6
     residual: bool = True
     second_order: bool = False
+    zero_output: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -64,6 +68,9 @@ class WorldModelConfig(PretrainedConfig):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.second_order and not self.residual:
             raise ValueError("second_order predicts a change of velocity: it needs residual")
+        if self.zero_output and not self.residual:
+            raise ValueError("zero_output starts a residual model at its baseline: it needs "
+                             "residual (without it every prediction would start at zero)")
 
 
 @dataclass
@@ -112,10 +119,14 @@ class WorldModel(PreTrainedModel):
             enable_nested_tensor=False,
         )
         self.project_out = nn.Linear(config.hidden_dim, config.slot_dim)
+        if config.zero_output:
+            nn.init.zeros_(self.project_out.weight)
+            nn.init.zeros_(self.project_out.bias)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Parameters keep the initialisation their modules give them (PyTorch's defaults)."""
+        """Parameters keep the initialisation their modules give them (PyTorch's defaults,
+        the output projection's zeros with `zero_output`)."""
 
     def forward(
         self, slots: torch.Tensor, steps: int = 1, slot_mask: torch.Tensor | None = None

@@ -107,11 +107,17 @@ def test_rollout_shapes_determinism_and_no_teacher_forcing(tmp_path):
         model.rollout(torch.randn(2, 5, 4, 7), 2)
 
 
+def test_zero_output_starts_a_residual_model_at_copy_last():
+    burn_in = torch.randn(2, 5, 4, 8)
+    model = tiny_world_model(zero_output=True)
+    torch.testing.assert_close(model.rollout(burn_in, 4), copy_last(burn_in, 4))
+    assert model.transformer.layers[0].linear1.weight.abs().sum() > 0  # only the output is zero
+    with pytest.raises(ValueError, match="zero_output .* needs residual"):
+        WorldModelConfig(slot_dim=8, residual=False, zero_output=True)
+
+
 def test_a_second_order_model_that_predicts_no_change_of_velocity_is_constant_velocity():
-    model = tiny_world_model(second_order=True)
-    with torch.no_grad():
-        model.project_out.weight.zero_()
-        model.project_out.bias.zero_()
+    model = tiny_world_model(second_order=True, zero_output=True)
     burn_in = torch.randn(2, 5, 4, 8)
     torch.testing.assert_close(model.rollout(burn_in, 6), constant_velocity(burn_in, 6))
     one_frame = burn_in[:, :1]  # no velocity yet: the slots stay where they are
