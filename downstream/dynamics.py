@@ -27,6 +27,8 @@ against its masks of the true slots (per pixel, over slots; it needs `data.encod
 slot MSE rewards a slot halfway between two futures, which the decoder draws as an object in
 pieces, this loss asks for the segmentation the true slots would give, decoding the same frames
 as the reconstruction loss.
+`loss.slot_weight` scales the slot MSE (0 trains on the decoder's losses alone; the slot MSE
+is still logged).
 `loss.input_noise` adds Gaussian noise of that std to the window's slots in training, not to
 the targets, so the model learns to pull drifted slots back, as its own predictions drift in a
 rollout (one-frame-ahead training, `loss.rollout_steps=1`, never feeds it those).
@@ -117,6 +119,7 @@ class LossSection:
     """The training objective."""
 
     rollout_steps: int = 10  # frames rolled out (and scored) after the window
+    slot_weight: float = 1.0  # the slot MSE's weight (0: the decoder's losses alone)
     reconstruction_weight: float = 0.0  # decoder reconstruction loss (needs encoder and videos)
     reconstruction_frames: int = 0  # predicted frames decoded per window (0: all rollout_steps)
     input_noise: float = 0.0  # std of Gaussian noise on the window's slots (0: none)
@@ -124,9 +127,12 @@ class LossSection:
 
     def __post_init__(self):
         if (self.rollout_steps < 1 or self.reconstruction_weight < 0 or self.input_noise < 0
-                or self.mask_weight < 0):
-            raise ValueError(f"loss.rollout_steps must be >= 1, reconstruction_weight, "
-                             f"input_noise and mask_weight >= 0: {self}")
+                or self.mask_weight < 0 or self.slot_weight < 0):
+            raise ValueError(f"loss.rollout_steps must be >= 1, slot_weight, "
+                             f"reconstruction_weight, input_noise and mask_weight >= 0: {self}")
+        if self.slot_weight + self.reconstruction_weight + self.mask_weight == 0:
+            raise ValueError("loss.slot_weight, reconstruction_weight and mask_weight are all "
+                             "0: nothing to train on")
         if not 0 <= self.reconstruction_frames <= self.rollout_steps:
             raise ValueError(f"loss.reconstruction_frames must be in [0, rollout_steps "
                              f"{self.rollout_steps}], got {self.reconstruction_frames}")
@@ -224,6 +230,7 @@ class DynamicsTask:
     input_noise: std of Gaussian noise added to the `window` input frames in training (not to
     the targets), so the model learns to correct slots that have drifted, as its own
     predictions do in a rollout (Sanchez-Gonzalez et al., 2020).
+    slot_weight: the slot MSE's weight in the loss (it is reported whatever the weight).
     """
 
     window: int
@@ -233,6 +240,7 @@ class DynamicsTask:
     reconstruction_frames: int = 0
     input_noise: float = 0.0
     mask_weight: float = 0.0
+    slot_weight: float = 1.0
 
     def training_loss(self, model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:
         window, target = batch["slots"][:, :self.window], batch["slots"][:, self.window:]
@@ -240,7 +248,7 @@ class DynamicsTask:
             window = window + self.input_noise * torch.randn_like(window)
         predicted = model(window, steps=self.rollout_steps).slots
         losses = {"slot_mse": F.mse_loss(predicted, target)}
-        loss = losses["slot_mse"]
+        loss = self.slot_weight * losses["slot_mse"]
         if self.reconstruction_weight > 0 or self.mask_weight > 0:
             frames = batch.get("frames")
             if frames is not None:
@@ -367,7 +375,7 @@ def train(config: DynamicsConfig) -> dict[str, float]:
     task = DynamicsTask(config.model.window, config.loss.rollout_steps,
                         config.loss.reconstruction_weight, encoder,
                         config.loss.reconstruction_frames, config.loss.input_noise,
-                        config.loss.mask_weight)
+                        config.loss.mask_weight, config.loss.slot_weight)
     inputs = run_inputs(data, {"train_slots": data.train_slots,
                                "evaluation_slots": data.evaluation_slots,
                                "encoder": data.encoder if encoder is not None else ""})

@@ -303,6 +303,25 @@ def test_mask_loss_is_the_cross_entropy_of_decoded_masks_against_the_true_slots(
         load_config(DynamicsConfig, TINY, ["loss.mask_weight=-1.0"])
 
 
+def test_slot_weight_scales_the_slot_mse_and_zero_leaves_the_decoder_losses_alone():
+    torch.manual_seed(0)
+    encoder = SmoothSAModel(tiny_config("cnn", "broadcast")).eval().requires_grad_(False)
+    model = tiny_world_model(slot_dim=32, window=2).train()
+    batch = {"slots": torch.randn(2, 4, 4, 32)}
+    full = DynamicsTask(2, 2, encoder=encoder, mask_weight=0.3).training_loss(model, batch)
+    masks_only = DynamicsTask(2, 2, encoder=encoder, mask_weight=0.3,
+                              slot_weight=0.0).training_loss(model, batch)
+    torch.testing.assert_close(masks_only["slot_mse"], full["slot_mse"])  # still reported
+    torch.testing.assert_close(masks_only["loss"], 0.3 * full["mask"])
+    half = DynamicsTask(2, 2, encoder=encoder, mask_weight=0.3,
+                        slot_weight=0.5).training_loss(model, batch)
+    torch.testing.assert_close(half["loss"], 0.5 * full["slot_mse"] + 0.3 * full["mask"])
+    with pytest.raises(ValueError, match="all 0: nothing to train on"):
+        load_config(DynamicsConfig, TINY, ["loss.slot_weight=0"])
+    with pytest.raises(ValueError, match="slot_weight, .* >= 0"):
+        load_config(DynamicsConfig, TINY, ["loss.slot_weight=-1"])
+
+
 def test_input_noise_perturbs_the_window_and_not_the_targets():
     model = tiny_world_model(slot_dim=8, window=3).eval()
     batch = {"slots": torch.randn(4, 5, 3, 8)}
