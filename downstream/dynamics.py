@@ -372,10 +372,7 @@ def train(config: DynamicsConfig) -> dict[str, float]:
     if accelerator.is_main_process:
         write_text_atomically(Path(config.training.output_dir) / "dynamics.yaml",
                               config_to_yaml(config))
-    task = DynamicsTask(config.model.window, config.loss.rollout_steps,
-                        config.loss.reconstruction_weight, encoder,
-                        config.loss.reconstruction_frames, config.loss.input_noise,
-                        config.loss.mask_weight, config.loss.slot_weight)
+    task = DynamicsTask(config.model.window, encoder=encoder, **asdict(config.loss))
     inputs = run_inputs(data, {"train_slots": data.train_slots,
                                "evaluation_slots": data.evaluation_slots,
                                "encoder": data.encoder if encoder is not None else ""})
