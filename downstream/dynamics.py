@@ -21,7 +21,9 @@ decoder, the frozen backbone's features of the frame for a feature decoder. That
 the slots' frame stride). It decodes every predicted frame, or `loss.reconstruction_frames`
 of them drawn at random per window: decoding costs far more than the world model, so fewer
 frames make a step several times cheaper on a CPU. `training.initial_weights` starts a run from
-a trained world model, e.g. one trained on the slot MSE alone, fine-tuned with the reconstruction.
+a trained world model, e.g. one trained on the slot MSE alone, fine-tuned with the reconstruction;
+a model with `model.step_gate` can start from the same model without it (the gate starts open,
+so the rollouts start unchanged).
 `loss.mask_weight` adds the cross-entropy of the frozen decoder's masks of the predicted slots
 against its masks of the true slots (per pixel, over slots; it needs `data.encoder` only): where
 slot MSE rewards a slot halfway between two futures, which the decoder draws as an object in
@@ -93,6 +95,7 @@ class ModelSection:
     residual: bool = True  # predict the change from the last frame's slots
     second_order: bool = False  # with residual: predict the change of the last step (README)
     zero_output: bool = False  # residual models start as copy-last / constant velocity
+    step_gate: bool = False  # with residual: a per-slot gate in [0, 1] on the predicted step
 
 
 @dataclass

@@ -22,6 +22,7 @@ wait in a collective of the model's wrapper.
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -382,15 +383,23 @@ def check_run_inputs(accelerator: Accelerator, output: Path, inputs: Mapping) ->
 
 
 def load_initial_weights(model: PreTrainedModel, folder: str) -> dict[str, str]:
-    """Loads `folder/model.safetensors` into `model` (every tensor, same shapes); returns what
-    identifies them for `check_run_inputs`: the folder and a hash of the file."""
+    """Loads `folder/model.safetensors` into `model` (every tensor, same shapes; only the
+    parameters the model's `_keys_to_ignore_on_load_missing` names may be absent, and keep
+    their initial values); returns what identifies them for `check_run_inputs`: the folder and
+    a hash of the file."""
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise BadInputError(f"training.initial_weights {folder}: no model.safetensors there "
                             "(give the `model` folder of an earlier run)")
     data = path.read_bytes()  # read once: loaded and hashed
+    may_miss = [re.compile(pattern) for pattern in model._keys_to_ignore_on_load_missing or []]
     try:
-        model.load_state_dict(load_safetensors(data), strict=True)
+        loaded = model.load_state_dict(load_safetensors(data), strict=False)
+        missing = [key for key in loaded.missing_keys
+                   if not any(pattern.search(key) for pattern in may_miss)]
+        if missing or loaded.unexpected_keys:
+            raise RuntimeError(f"missing keys {missing}, unexpected keys "
+                               f"{loaded.unexpected_keys}")
     except RuntimeError as error:
         raise BadInputError(f"training.initial_weights {folder} do not fit this model: "
                             f"{error}") from error

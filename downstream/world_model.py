@@ -39,6 +39,11 @@ class WorldModelConfig(PretrainedConfig):
     zero_output: start the output projection at zero, so that a residual model starts as
         copying the last frame and a second-order one as constant velocity, and training
         learns only where the data departs from that baseline.
+    step_gate: with `residual`, scale each slot's predicted step (its change from the last
+        frame) by a gate in [0, 1] that the transformer gives that slot:
+        `next = last + gate * step`, `gate = clamp(1 + Linear(hidden), 0, 1)`, so that a gate of
+        0 holds a slot exactly where it was (a still object), which the step alone can only
+        approach; the gate's projection starts at zero (the gate open, the model unchanged).
     """
 
     model_type = "slot_world_model"
@@ -53,6 +58,7 @@ class WorldModelConfig(PretrainedConfig):
     residual: bool = True
     second_order: bool = False
     zero_output: bool = False
+    step_gate: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -71,6 +77,8 @@ class WorldModelConfig(PretrainedConfig):
         if self.zero_output and not self.residual:
             raise ValueError("zero_output starts a residual model at its baseline: it needs "
                              "residual (without it every prediction would start at zero)")
+        if self.step_gate and not self.residual:
+            raise ValueError("step_gate scales the step from the last frame: it needs residual")
 
 
 @dataclass
@@ -103,6 +111,8 @@ class WorldModel(PreTrainedModel):
 
     config_class = WorldModelConfig
     base_model_prefix = "world_model"
+    # a gate added to a trained model starts open, so that model's weights still fit
+    _keys_to_ignore_on_load_missing = [r"^project_gate\."]
     main_input_name = "slots"
 
     def __init__(self, config: WorldModelConfig):
@@ -122,11 +132,16 @@ class WorldModel(PreTrainedModel):
         if config.zero_output:
             nn.init.zeros_(self.project_out.weight)
             nn.init.zeros_(self.project_out.bias)
+        self.project_gate = None
+        if config.step_gate:
+            self.project_gate = nn.Linear(config.hidden_dim, 1)
+            nn.init.zeros_(self.project_gate.weight)
+            nn.init.zeros_(self.project_gate.bias)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         """Parameters keep the initialisation their modules give them (PyTorch's defaults,
-        the output projection's zeros with `zero_output`)."""
+        the output projection's zeros with `zero_output`, the gate's zeros)."""
 
     def forward(
         self, slots: torch.Tensor, steps: int = 1, slot_mask: torch.Tensor | None = None
@@ -174,11 +189,12 @@ class WorldModel(PreTrainedModel):
         hidden = self.transformer(rearrange(x, "b t n c -> b (t n) c"),
                                   src_key_padding_mask=padding)
         last = rearrange(hidden, "b (t n) c -> b t n c", t=num_frames)[:, -1]
-        next_slots = self.project_out(last)
-        if self.config.residual:
-            next_slots = next_slots + frames[:, -1]
+        step = self.project_out(last)
         if self.config.second_order and num_frames > 1:
-            next_slots = next_slots + frames[:, -1] - frames[:, -2]
+            step = step + frames[:, -1] - frames[:, -2]
+        if self.project_gate is not None:
+            step = (1 + self.project_gate(last)).clamp(0, 1) * step
+        next_slots = step + frames[:, -1] if self.config.residual else step
         if slot_mask is not None:
             next_slots = torch.where(slot_mask[:, :, None], next_slots, 0.0)
         return next_slots

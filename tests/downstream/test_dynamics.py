@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -20,6 +21,7 @@ from downstream.dynamics_evaluation import (
     horizon_table,
     panel_title,
 )
+from downstream.head_training import load_initial_weights
 from downstream.rollout_dataset import slot_of_object
 from downstream.slot_encoding import load_frozen_encoder
 from downstream.slot_windows import SlotWindows
@@ -130,6 +132,49 @@ def test_a_second_order_model_that_predicts_no_change_of_velocity_is_constant_ve
     torch.testing.assert_close(rolled[:, 1], rolled[:, 0] + velocity + 1.0)
     with pytest.raises(ValueError, match="second_order .* needs residual"):
         WorldModelConfig(slot_dim=8, residual=False, second_order=True)
+
+
+def test_the_step_gate_starts_open_and_closed_holds_a_slot_where_it_was():
+    burn_in = torch.randn(2, 5, 4, 8)
+    gated = tiny_world_model(second_order=True, zero_output=True, step_gate=True)
+    torch.testing.assert_close(gated.rollout(burn_in, 4), constant_velocity(burn_in, 4))
+    with torch.no_grad():
+        gated.project_out.bias.fill_(0.5)
+        gated.project_gate.bias.fill_(-0.75)  # every gate 0.25: a quarter of each step
+    velocity = burn_in[:, -1] - burn_in[:, -2]
+    torch.testing.assert_close(gated.rollout(burn_in, 1)[:, 0],
+                               burn_in[:, -1] + 0.25 * (velocity + 0.5))
+    with torch.no_grad():  # the gate closes for the slots whose hidden state says so
+        gated.project_gate.weight.normal_(std=0.3)
+        gated.project_gate.bias.fill_(0.0)
+    rolled = gated.rollout(burn_in, 1)[:, 0]
+    hidden = gated.transformer(rearrange(
+        gated.project_in(burn_in[:, -3:]) + gated.time_embedding[:, None], "b t n c -> b (t n) c"))
+    gate = (1 + gated.project_gate(hidden[:, -4:])).clamp(0, 1)  # the last frame's slots
+    closed = gate[..., 0] == 0
+    assert closed.any() and (~closed).any()
+    torch.testing.assert_close(rolled[closed], burn_in[:, -1][closed])
+    torch.testing.assert_close(rolled, burn_in[:, -1] + gate * (velocity + 0.5))
+    with pytest.raises(ValueError, match="step_gate .* needs residual"):
+        WorldModelConfig(slot_dim=8, residual=False, step_gate=True)
+
+
+def test_a_gated_run_starts_from_an_ungated_model_unchanged(tmp_path):
+    """`training.initial_weights` of a model without the gate fit the same model with it: the
+    gate starts open, so the rollouts are the same; any other missing weight is refused."""
+    ungated = tiny_world_model(second_order=True)
+    ungated.save_pretrained(tmp_path / "ungated")
+    gated = tiny_world_model(second_order=True, step_gate=True, zero_output=True)
+    load_initial_weights(gated, str(tmp_path / "ungated"))
+    burn_in = torch.randn(2, 5, 4, 8)
+    torch.testing.assert_close(gated.rollout(burn_in, 5), ungated.rollout(burn_in, 5))
+    gated.save_pretrained(tmp_path / "gated")
+    with pytest.raises(BadInputError, match="unexpected keys .*project_gate"):
+        load_initial_weights(tiny_world_model(second_order=True), str(tmp_path / "gated"))
+    wider = WorldModel(WorldModelConfig(slot_dim=8, hidden_dim=16, num_layers=3, num_heads=2,
+                                        feedforward_dim=32, window=3))
+    with pytest.raises(BadInputError, match="missing keys .*layers.2"):
+        load_initial_weights(wider, str(tmp_path / "ungated"))
 
 
 def test_burn_in_shorter_than_the_window_at_the_start_of_a_clip():
