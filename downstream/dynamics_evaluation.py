@@ -13,6 +13,11 @@ slot), "merged" how many objects share the slot that keeps them with another obj
 "background claimed" the background pixels that slots other than the background's take, per
 object pixel (`ocl.metrics.background_claimed`: what ARI counts and FG-ARI cannot see, e.g. a
 blurred predicted object drawn over the floor around it).
+"still objects' / moving objects' best overlap" split the objects by their true motion over the
+horizon (`OverlapByMotion`): an object is still when its mask's centroid stays within
+`STILL_FRACTION` of the frame's width of where it is in the first predicted frame; each
+object's best IoU with any predicted segment is averaged over the still and the moving objects
+at each horizon (copying the last frame keeps still objects by construction).
 "true slots" decodes the encoder's own slots of the future frames: a reference for what this
 decoder makes of a perfect prediction (its slot MSE is 0).
 
@@ -26,8 +31,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from einops import rearrange, repeat
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from downstream.dynamics_baselines import constant_velocity, copy_last
 from downstream.world_model import WorldModel
@@ -37,6 +43,7 @@ from ocl.metrics import (
     MeanIntersectionOverUnion,
     ObjectPixelShares,
     attention_to_segmentation,
+    contingency_table,
 )
 from ocl.modeling import SmoothSAModel
 
@@ -44,18 +51,88 @@ METRICS = {"slot_mse": "slot MSE (lower is better)", "ari": "ARI", "fg_ari": "FG
            "miou": "mIoU", "kept": "objects' pixels kept by one slot",
            "to_background": "objects' pixels in the background slot (lower is better)",
            "merged": "objects whose slot keeps another object too (lower is better)",
-           "background_claimed": "background claimed by object slots (lower is better)"}
+           "background_claimed": "background claimed by object slots (lower is better)",
+           "still_overlap": "still objects' best overlap",
+           "moving_overlap": "moving objects' best overlap"}
 SEGMENTATION_METRICS = ("ari", "fg_ari", "miou", "pixel_shares", "background_claimed")
+STILL_FRACTION = 0.05
 TRUE_SLOTS = "true slots"
 
 Rollout = Callable[[torch.Tensor, int], torch.Tensor]  # burn-in [b,t,n,d], steps -> [b,k,n,d]
 
 
+def object_motion(true_segmentation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far each true object moves over a window of frames.
+
+    Args:
+        true_segmentation: `[b,K,H,W]` true instance ids, 0 the background, the same id for the
+            same object in every frame.
+
+    Returns:
+        `[b,J]` the largest distance of the object's mask centroid from its centroid in the first
+        frame it is in, as a fraction of the frame's width (NaN for an object in fewer than 2
+        frames), and `[b,K,J]` bool, the object is in that frame; J = the largest id, id j in
+        column j - 1.
+    """
+    height, width = true_segmentation.shape[-2:]
+    num_objects = max(int(true_segmentation.max()), 1)
+    ids = torch.arange(1, num_objects + 1, device=true_segmentation.device)
+    masks = (true_segmentation[..., None] == ids).double()  # [b,K,H,W,J]
+    area = masks.sum(dim=(2, 3))  # [b,K,J]
+    rows = torch.arange(height, device=masks.device, dtype=torch.float64)
+    columns = torch.arange(width, device=masks.device, dtype=torch.float64)
+    safe_area = area.clamp_min(1)
+    centroid = torch.stack([torch.einsum("bkhwj,h->bkj", masks, rows) / safe_area,
+                            torch.einsum("bkhwj,w->bkj", masks, columns) / safe_area], dim=-1)
+    present = area > 0
+    first = present.double().argmax(dim=1)  # [b,J] the first frame with the object
+    start = centroid.gather(1, repeat(first, "b j -> b 1 j c", c=2))
+    distance = (centroid - start).norm(dim=-1).masked_fill(~present, 0).amax(dim=1)
+    return torch.where(present.sum(dim=1) >= 2, distance / width, torch.nan), present
+
+
+class OverlapByMotion(Metric):
+    """Each true object's best IoU with any predicted segment at each horizon k = 1..K,
+    averaged separately over still objects (their centroid within `still_fraction` of the
+    frame's width of where it starts, `object_motion`) and moving ones; objects in fewer than
+    2 of the K frames are left out, and an object counts at the horizons it is in."""
+
+    full_state_update = False
+
+    def __init__(self, horizon: int, still_fraction: float = STILL_FRACTION, **kwargs):
+        super().__init__(**kwargs)
+        self.horizon, self.still_fraction = horizon, still_fraction
+        for name in ("still_sum", "still_count", "moving_sum", "moving_count"):
+            self.add_state(name, torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, segmentation: torch.Tensor, true_segmentation: torch.Tensor) -> None:
+        """`[b,K,H,W]` predicted segment ids and true instance ids (0 the background)."""
+        motion, present = object_motion(true_segmentation)
+        num_objects = present.shape[-1]
+        counts = contingency_table(rearrange(segmentation, "b k h w -> (b k) h w"),
+                                   rearrange(true_segmentation, "b k h w -> (b k) h w"),
+                                   num_true=num_objects + 1)  # [(b k),i,1+J]
+        union = counts.sum(dim=2, keepdim=True) + counts.sum(dim=1, keepdim=True) - counts
+        best = (counts / union.clamp_min(1))[:, :, 1:].amax(dim=1)  # [(b k),J]
+        best = rearrange(best, "(b k) j -> b k j", k=self.horizon)
+        still = (motion <= self.still_fraction)[:, None] & present
+        moving = (motion > self.still_fraction)[:, None] & present
+        self.still_sum += (best * still).sum(dim=(0, 2))
+        self.still_count += still.sum(dim=(0, 2))
+        self.moving_sum += (best * moving).sum(dim=(0, 2))
+        self.moving_count += moving.sum(dim=(0, 2))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """{"still", "moving"}: `[K]` mean best IoU (NaN at a horizon with no such object)."""
+        return {"still": self.still_sum / self.still_count,
+                "moving": self.moving_sum / self.moving_count}
+
+
 class HorizonMetrics(nn.Module):
     """Slot MSE, ARI, FG-ARI, mIoU, the objects' pixel shares kept and taken by the
-    background's slot, the objects merged with another and the background claimed by object
-    slots, of one predictor at each horizon k = 1..K, as torchmetrics (summed across
-    processes)."""
+    background's slot, the objects merged with another, the background claimed by object
+    slots and the still and the moving objects' best overlap, of one predictor at each horizon
+    k = 1..K, as torchmetrics (summed across processes)."""
 
     def __init__(self, horizon: int):
         super().__init__()
@@ -68,6 +145,7 @@ class HorizonMetrics(nn.Module):
         self.miou = nn.ModuleList(MeanIntersectionOverUnion() for _ in range(horizon))
         self.pixel_shares = nn.ModuleList(ObjectPixelShares() for _ in range(horizon))
         self.background_claimed = nn.ModuleList(BackgroundClaimed() for _ in range(horizon))
+        self.overlap_by_motion = OverlapByMotion(horizon)
 
     def update(
         self,
@@ -87,6 +165,8 @@ class HorizonMetrics(nn.Module):
             if segmentation is not None:
                 for name in SEGMENTATION_METRICS:
                     getattr(self, name)[k].update(segmentation[:, k], true_segmentation[:, k])
+        if segmentation is not None:
+            self.overlap_by_motion.update(segmentation, true_segmentation)
 
     def compute(self) -> dict[str, list[float]]:
         """{metric: [K] values}; segmentation metrics only once they were updated."""
@@ -100,6 +180,9 @@ class HorizonMetrics(nn.Module):
             scores["merged"] = [float(share["merged"]) for share in shares]
             scores["background_claimed"] = [float(metric.compute())
                                             for metric in self.background_claimed]
+            by_motion = self.overlap_by_motion.compute()
+            scores["still_overlap"] = by_motion["still"].tolist()
+            scores["moving_overlap"] = by_motion["moving"].tolist()
         return scores
 
 
