@@ -141,7 +141,11 @@ class WorldModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """Parameters keep the initialisation their modules give them (PyTorch's defaults,
-        the output projection's zeros with `zero_output`, the gate's zeros)."""
+        the output projection's zeros with `zero_output`); the gate starts at zero (open), also
+        when `from_pretrained` finds no gate in the weights."""
+        if module is self.project_gate:
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
 
     def forward(
         self, slots: torch.Tensor, steps: int = 1, slot_mask: torch.Tensor | None = None

@@ -162,14 +162,18 @@ def test_the_step_gate_starts_open_and_closed_holds_a_slot_where_it_was():
 
 
 def test_a_gated_run_starts_from_an_ungated_model_unchanged(tmp_path):
-    """`training.initial_weights` of a model without the gate fit the same model with it: the
-    gate starts open, so the rollouts are the same; any other missing weight is refused."""
+    """`training.initial_weights` (or `from_pretrained`) of a model without the gate fit the
+    same model with it: the gate starts open, so the rollouts are the same; any other missing
+    weight is refused."""
     ungated = tiny_world_model(second_order=True)
     ungated.save_pretrained(tmp_path / "ungated")
     gated = tiny_world_model(second_order=True, step_gate=True, zero_output=True)
     load_initial_weights(gated, str(tmp_path / "ungated"))
     burn_in = torch.randn(2, 5, 4, 8)
     torch.testing.assert_close(gated.rollout(burn_in, 5), ungated.rollout(burn_in, 5))
+    reloaded = WorldModel.from_pretrained(tmp_path / "ungated", step_gate=True).eval()
+    assert reloaded.config.step_gate and not reloaded.project_gate.weight.any()
+    torch.testing.assert_close(reloaded.rollout(burn_in, 5), ungated.rollout(burn_in, 5))
     gated.save_pretrained(tmp_path / "gated")
     with pytest.raises(BadInputError, match="unexpected keys .*project_gate"):
         load_initial_weights(tiny_world_model(second_order=True), str(tmp_path / "gated"))
