@@ -129,21 +129,15 @@ class WorldModel(PreTrainedModel):
             enable_nested_tensor=False,
         )
         self.project_out = nn.Linear(config.hidden_dim, config.slot_dim)
-        if config.zero_output:
-            nn.init.zeros_(self.project_out.weight)
-            nn.init.zeros_(self.project_out.bias)
-        self.project_gate = None
-        if config.step_gate:
-            self.project_gate = nn.Linear(config.hidden_dim, 1)
-            nn.init.zeros_(self.project_gate.weight)
-            nn.init.zeros_(self.project_gate.bias)
+        self.project_gate = nn.Linear(config.hidden_dim, 1) if config.step_gate else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Parameters keep the initialisation their modules give them (PyTorch's defaults,
-        the output projection's zeros with `zero_output`); the gate starts at zero (open), also
-        when `from_pretrained` finds no gate in the weights."""
-        if module is self.project_gate:
+        """Run by `post_init` on every module and by `from_pretrained` on those whose weights it
+        does not find: parameters keep the initialisation their modules give them (PyTorch's
+        defaults), except the output projection with `zero_output` and the gate, which start at
+        zero (the gate open)."""
+        if module is self.project_gate or (self.config.zero_output and module is self.project_out):
             nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
 
