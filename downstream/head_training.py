@@ -393,16 +393,16 @@ def load_initial_weights(model: PreTrainedModel, folder: str) -> dict[str, str]:
                             "(give the `model` folder of an earlier run)")
     data = path.read_bytes()  # read once: loaded and hashed
     may_miss = [re.compile(pattern) for pattern in model._keys_to_ignore_on_load_missing or []]
+    does_not_fit = f"training.initial_weights {folder} do not fit this model"
     try:
         loaded = model.load_state_dict(load_safetensors(data), strict=False)
-        missing = [key for key in loaded.missing_keys
-                   if not any(pattern.search(key) for pattern in may_miss)]
-        if missing or loaded.unexpected_keys:
-            raise RuntimeError(f"missing keys {missing}, unexpected keys "
-                               f"{loaded.unexpected_keys}")
-    except RuntimeError as error:
-        raise BadInputError(f"training.initial_weights {folder} do not fit this model: "
-                            f"{error}") from error
+    except RuntimeError as error:  # a tensor of another shape
+        raise BadInputError(f"{does_not_fit}: {error}") from error
+    missing = [key for key in loaded.missing_keys
+               if not any(pattern.search(key) for pattern in may_miss)]
+    if missing or loaded.unexpected_keys:
+        raise BadInputError(f"{does_not_fit}: missing keys {missing}, unexpected keys "
+                            f"{loaded.unexpected_keys}")
     return {"folder": str(folder), "weights_hash": hashlib.sha256(data).hexdigest()[:16]}
 
 
