@@ -103,7 +103,7 @@ class DataSection:
     """What the commands read. Slots are a folder or a Hub id (`tasks.slots.load_slots`)."""
 
     train_slots: str = ""  # slot dataset to train on
-    train_split: str = "train"
+    train_split: str = "train"  # "train+validation": both, one after the other (no videos)
     evaluation_slots: str = ""  # held-out slots: evaluated in training ("": not) and by evaluate
     evaluation_split: str = "validation"
     videos: str = ""  # CLEVRER-layout directory of the slots' videos (same split names)

@@ -135,6 +135,9 @@ def load_videos_for_slots(
 ) -> datasets.Dataset:
     """The CLEVRER videos of `split` under `root`, with the frames the slots were made from (the
     slots' frame stride), at `size` (h, w); masks from the derender proposals if `with_masks`."""
+    if "+" in split:
+        raise ValueError(f"videos are read one split at a time, got {split!r}: frames and masks "
+                         "need the slots of one split")
     stride = slot_provenance(slots).frame_stride
     config = VideoLoadingConfig(frame_stride=stride, size=tuple(size), with_masks=with_masks)
     return load_clevrer_videos(root, split, config, cache_dir=cache_dir)

@@ -345,16 +345,23 @@ def load_slots(path_or_repo_id: str | Path, split: str = "train", streaming: boo
     are named to the loader one by one, so its cache entry follows their modification times: a
     folder extracted again is read anew (loading the folder by its card would reuse the Arrow
     converted from the old shards).
+
+    `split` may join splits with "+" ("train+validation"), as `datasets` reads Hub splits: their
+    rows one after the other, in that order.
     """
     cache_dir = str(cache_dir) if cache_dir is not None else None
     folder = Path(path_or_repo_id)
     if folder.is_dir():
-        count = check_complete_shards(folder).get(split)
-        if count is None:
-            raise ValueError(f"slot dataset {folder} has no {split} split "
-                             f"(no data/{split}-*.parquet)")
-        shards = [str(folder / "data" / shard_name(split, index, count)) for index in range(count)]
-        dataset = datasets.load_dataset("parquet", data_files={split: shards}, split=split,
+        counts = check_complete_shards(folder)
+        shards = []
+        for part in split.split("+"):
+            if part not in counts:
+                raise ValueError(f"slot dataset {folder} has no {part} split "
+                                 f"(no data/{part}-*.parquet)")
+            shards += [str(folder / "data" / shard_name(part, index, counts[part]))
+                       for index in range(counts[part])]
+        name = split.replace("+", "_")  # a split name `datasets` accepts
+        dataset = datasets.load_dataset("parquet", data_files={name: shards}, split=name,
                                         streaming=streaming, cache_dir=cache_dir)
     else:
         dataset = datasets.load_dataset(str(path_or_repo_id), split=split, streaming=streaming,

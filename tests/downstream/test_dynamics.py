@@ -26,7 +26,7 @@ from downstream.dynamics_evaluation import (
 from downstream.head_training import load_initial_weights
 from downstream.rollout_dataset import slot_of_object
 from downstream.slot_encoding import load_frozen_encoder
-from downstream.slot_windows import SlotWindows
+from downstream.slot_windows import SlotWindows, load_videos_for_slots
 from downstream.world_model import WorldModel, WorldModelConfig
 from ocl.config_loading import load_config
 from ocl.metrics import adjusted_rand_index
@@ -666,3 +666,10 @@ def test_training_with_the_decoder_reconstruction_loss(tiny_clevrer, tmp_path):
                     "training.batch_size=2"])
     assert metrics == {}  # no evaluation slots
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_videos_are_refused_for_joined_splits(tiny_clevrer):
+    data = tiny_clevrer
+    slots = load_slots(data.folder, "validation", cache_dir=data.cache)
+    with pytest.raises(ValueError, match="one split at a time, got 'validation\\+test'"):
+        load_videos_for_slots(slots, data.root, "validation+test", (32, 32), with_masks=False)

@@ -85,6 +85,21 @@ def test_a_missing_split_is_named(tmp_path):
         load_slots(tmp_path / "slots", "validation")
 
 
+def test_splits_joined_with_a_plus_load_as_one(tmp_path):
+    spec = SlotSpec(num_slots=2, slot_dim=4)
+    folder = tmp_path / "slots"
+    write_slot_folder(folder, spec, [0, 1, 2])
+    with SlotShardWriter(folder, spec, PROVENANCE, split="validation") as writer:
+        for video_index in (5, 6):
+            writer.write(video_index, video_slots(video_index, 5, spec))
+    joined = load_slots(folder, "validation+train", cache_dir=tmp_path / "hf")
+    assert joined["video_index"] == [5, 6, 0, 1, 2]
+    np.testing.assert_array_equal(np.asarray(joined[2]["slots"]),
+                                  video_slots(0, 5, spec).astype(spec.dtype))
+    with pytest.raises(ValueError, match="no test split"):
+        load_slots(folder, "train+test")
+
+
 def test_streaming_load(tmp_path):
     spec = SlotSpec(num_slots=2, slot_dim=4)
     write_slot_folder(tmp_path / "slots", spec, [0, 1, 2])
